@@ -1,0 +1,570 @@
+"""Orchestration: flatten -> plan -> evaluate -> combine -> compare -> report.
+
+This module wires the pieces together; the numerics live in ``_steps``, ``_stencils``,
+``_combine`` and ``_compare``, the evaluation in ``executors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from . import _compare as cmp
+from ._combine import LADDER_LEVELS, LADDER_RATIO, quotients, stencil_noise
+from ._params import Layout, checked_leaves, dot, first_difference, flatten, gather
+from ._plan import ladder_plan, stencil_plan
+from ._sampling import (
+    confidence_statement,
+    parse_sample,
+    parse_seed,
+    random_directions,
+    stratified_sample,
+)
+from ._stencils import STENCILS, Stencil, apply_stencil, get_stencil
+from ._steps import checked_actual_steps, default_steps, validate_steps
+from .executors import Evaluator, select_evaluator
+from .executors._base import annotate, loss_scalar
+from .report import ArraySummary, Entry, GradientCheck
+
+AUTO_BUDGET_S = 10.0
+_PROBE_COORDS = 16
+_N_WORST = 5
+_INCONCLUSIVE_WEAK_FRACTION = 0.9
+
+
+class _Run:
+    """State shared by the steps of one call: layout, private x, evaluator, base value."""
+
+    def __init__(self, f, params, method, evaluator, n_jobs, backend, progress):
+        if not callable(f):
+            raise TypeError(f"f must be a callable loss f(params) -> float; got {type(f).__name__}")
+        self.stencil: Stencil = get_stencil(method)
+        self.params = params
+        self.layout: Layout
+        self.layout, self.x = flatten(params)
+        self.evaluator: Evaluator = select_evaluator(
+            f, self.layout, evaluator=evaluator, n_jobs=n_jobs, backend=backend
+        )
+        self.progress = progress
+        self.n_evals = 0
+        self._bar = None
+        began = time.perf_counter()
+        raw = self._guarded(lambda: self.evaluator.value(self.x), "params")
+        self.base_seconds = time.perf_counter() - began
+        self.n_evals += 1
+        self.f0 = loss_scalar(raw)
+        if not np.isfinite(self.f0):
+            raise ValueError(f"the loss is not finite at params (got {self.f0!r})")
+        eps = np.finfo(self.layout.dtype).eps
+        raw_dtype = np.asarray(raw).dtype
+        if raw_dtype.kind == "f":
+            eps = max(eps, np.finfo(raw_dtype).eps)
+        self.eps_loss = float(eps)  # rounding of the loss: the coarser of params and result
+
+    @staticmethod
+    def _guarded(call, where):
+        try:
+            return call()
+        except Exception as error:
+            annotate(error, where)
+            raise
+
+    @contextlib.contextmanager
+    def progress_bar(self, total: int, desc: str):
+        if not self.progress or total == 0:
+            yield
+            return
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, desc=desc, unit="eval", leave=False) as bar:
+            self.evaluator.progress = bar.update
+            try:
+                yield
+            finally:
+                self.evaluator.progress = None
+
+    def nominal_steps(self, step, coords: np.ndarray, stencil: Stencil) -> np.ndarray:
+        """Nominal steps at ``coords`` from the user's ``step`` or the default rule."""
+        if step is None:
+            x_at = self.x[coords]
+            special = self.evaluator.default_steps(x_at, stencil)
+            return special if special is not None else default_steps(x_at, stencil)
+        if isinstance(step, (dict, list, tuple)) or (
+            isinstance(step, np.ndarray) and step.ndim > 0 and self.layout.kind != "array"
+        ):
+            flat = self.layout.flatten_like(step, "step")
+            return validate_steps(flat[coords], len(coords), self.x[coords], stencil)
+        arr = np.asarray(step) if not np.isscalar(step) else step
+        if isinstance(arr, np.ndarray) and arr.ndim > 0:
+            flat = validate_steps(arr.reshape(-1), self.layout.size, self.x, stencil)
+            return flat[coords]
+        return validate_steps(step, len(coords), self.x[coords], stencil)
+
+    def deltas(self, coords: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """``f(x + offsets[k] e[coords[k]]) - f(x)``, with a clear error if one is not finite."""
+        with self.progress_bar(len(coords), "fastfd"):
+            d = self.evaluator.perturbed_deltas(self.x, coords, offsets, self.f0)
+        self.n_evals += len(coords)
+        bad = ~np.isfinite(d)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"the loss is not finite at {self.layout.name(coords[k])} perturbed by "
+                f"{offsets[k]:+.3g} (f = {self.f0 + d[k]!r}); the step leaves the loss's "
+                "domain: pass a smaller step"
+            )
+        return d
+
+    def floors(self, deltas: np.ndarray) -> np.ndarray:
+        return self.evaluator.rounding_floor(self.f0, deltas, self.eps_loss)
+
+    def first_pass(self, coords, nominal):
+        """Derivative estimates and their rounding floors at ``coords`` with the run's stencil."""
+        names = self.layout.name
+        steps = checked_actual_steps(self.x[coords], nominal, lambda k: names(coords[k]))
+        plan_coords, offsets = stencil_plan(coords, steps, self.stencil)
+        deltas = self.deltas(plan_coords, offsets).reshape(-1, len(coords))
+        estimates = apply_stencil(self.stencil, deltas, steps)
+        weights = [w for _, w in self.stencil.perturbed]
+        return estimates, stencil_noise(weights, self.floors(deltas), steps), steps
+
+    def ladder(self, coords, nominal):
+        """Quotients of suspects on the step ladder, one :class:`Quotients` per level."""
+        plan_coords, offsets, steps_plus, steps_minus = ladder_plan(coords, self.x[coords], nominal)
+        deltas = self.deltas(plan_coords, offsets).reshape(len(steps_plus), 2, len(coords))
+        return [
+            quotients(d[0], d[1], hp, hm, self.floors(d[0]), self.floors(d[1]))
+            for d, hp, hm in zip(deltas, steps_plus, steps_minus)
+        ]
+
+    def direction_deltas(self, direction: np.ndarray, scales) -> np.ndarray:
+        values = self.evaluator.direction_values(self.x, direction, np.asarray(scales, float))
+        self.n_evals += len(scales)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            scale = scales[int(np.flatnonzero(bad)[0])]
+            raise ValueError(
+                f"the loss is not finite at params + {scale:.3g} * direction; pass a smaller step"
+            )
+        return values - self.f0
+
+    def displacement(self, direction: np.ndarray, scale: float) -> np.ndarray:
+        """What ``x + scale * direction`` really moves after rounding to the params' dtype."""
+        moved = (self.x.astype(np.float64) + scale * direction).astype(self.layout.dtype)
+        return moved.astype(np.float64) - self.x
+
+    def direction_step(self, direction: np.ndarray, step) -> float:
+        """Step along ``direction``: the coordinate rule for its largest component."""
+        if step is not None:
+            return float(validate_steps(step, 1, self.x[:1], STENCILS["central"])[0])
+        biggest = float(np.max(np.abs(direction)))
+        if biggest == 0:
+            raise ValueError("direction is zero; pass a non-zero direction")
+        scale = np.max(np.abs(self.x)) if self.x.size else 0.0
+        rule = default_steps(np.array([scale], dtype=self.layout.dtype), self.stencil)[0]
+        return float(rule / biggest)
+
+    def ensure_unmodified(self) -> None:
+        """Raise if the loss changed its argument in place (the numbers would be meaningless)."""
+        i = first_difference(self.layout, self.x, self.params)
+        if i is not None:
+            raise RuntimeError(
+                f"the loss modified its input in place (first at {self.layout.name(i)}); fastfd "
+                "evaluates it on a private copy, so your arrays are unchanged, but the results "
+                "are meaningless: make the loss leave its argument unchanged"
+            )
+
+
+def _check_tolerance(value, name: str, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a non-negative float or None; got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative finite float; got {value!r}")
+    return float(value)
+
+
+def default_rtol(dtype) -> float:
+    """Relative tolerance for params of ``dtype``: 1e-5 for float64, about 1e-2 for float32."""
+    eps = float(np.finfo(dtype).eps)
+    return min(0.1, max(1e-5, 1e5 * eps))
+
+
+def numerical_gradient(
+    f: Callable,
+    params,
+    *,
+    method: str = "central",
+    step=None,
+    n_jobs: int = 1,
+    backend: str | None = None,
+    progress: bool = False,
+    evaluator: Evaluator | str | None = None,
+):
+    """Finite-difference gradient of a scalar loss, with the structure of ``params``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(params) -> float``. It receives views of a private copy shaped like ``params``;
+        the caller's arrays are never modified.
+    params : ndarray or dict/list/tuple of ndarrays
+        Float32 or float64 parameters (one dtype for all arrays).
+    method : {"central", "forward", "backward", "central4"}
+        Stencil; ``central`` is second order, ``central4`` fourth order.
+    step : float, array or structure like params, optional
+        Step per entry. Default: ``EPS**(1/3) * max(1, |x|)`` for central,
+        ``EPS**(1/2) * max(1, |x|)`` for one-sided, ``EPS**(1/5) ...`` for ``central4``,
+        with ``EPS`` of the params' dtype. Models from :mod:`fastfd.models` use a smaller step
+        because they compute differences without cancellation.
+    n_jobs, backend : int, str, optional
+        Parallel evaluation (joblib convention, ``-1`` = all cores).
+    progress : bool
+        Show a tqdm progress bar.
+    evaluator : Evaluator or str, optional
+        How to evaluate perturbed losses; chosen automatically by default.
+
+    Returns
+    -------
+    ndarray or dict/list/tuple of ndarrays
+        Same structure, shapes and dtype as ``params``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastfd
+    >>> g = fastfd.numerical_gradient(lambda p: np.sum(p["w"] ** 2) + p["b"][0], 
+    ...                               {"w": np.array([1.0, -2.0]), "b": np.zeros(1)})
+    >>> np.round(g["w"], 6), np.round(g["b"], 6)
+    (array([ 2., -4.]), array([1.]))
+    """
+    run = _Run(f, params, method, evaluator, n_jobs, backend, progress)
+    coords = np.arange(run.layout.size)
+    estimates, _, _ = run.first_pass(coords, run.nominal_steps(step, coords, run.stencil))
+    run.ensure_unmodified()
+    return run.layout.unflatten(estimates)
+
+
+def directional_derivative(
+    f: Callable, params, direction, *, method: str = "central", step: float | None = None
+) -> float:
+    """Finite-difference derivative of ``f`` along ``direction``: ``grad(f) . direction``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(params) -> float``.
+    params : ndarray or dict/list/tuple of ndarrays
+        Point of evaluation (float32 or float64).
+    direction : same structure as params
+        The direction (not normalized).
+    method : {"central", "forward", "backward", "central4"}
+    step : float, optional
+        Multiple of ``direction`` to step. Default: the coordinate rule applied to the
+        direction's largest component.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np, fastfd
+    >>> round(fastfd.directional_derivative(lambda x: x @ x, np.array([1.0, 2.0]),
+    ...                                     np.array([1.0, 1.0])), 6)
+    6.0
+    """
+    run = _Run(f, params, method, None, 1, None, False)
+    v = run.layout.flatten_like(direction, "direction")
+    t = run.direction_step(v, step)
+    multiples = [o for o, _ in run.stencil.perturbed]
+    deltas = run.direction_deltas(v, [o * t for o in multiples])
+    run.ensure_unmodified()
+    return float(np.dot([w for _, w in run.stencil.perturbed], deltas) / t)
+
+
+def check_gradient(
+    f: Callable,
+    grad,
+    params,
+    *,
+    sample="auto",
+    directions: int = 0,
+    method: str = "central",
+    step=None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    backend: str | None = None,
+    progress: bool = False,
+    evaluator: Evaluator | str | None = None,
+) -> GradientCheck:
+    """Compare an analytic gradient with finite differences and give an honest verdict.
+
+    Every checked entry must satisfy ``|a - n| <= rtol * max(|a|, |n|) + atol + noise``
+    where ``noise`` is the rounding floor of the difference quotient. Entries that miss are
+    refined on a step ladder (h, h/4, h/16, h/64) before anything is called a failure:
+    truncation error is removed by Richardson extrapolation, kinks (hinge, ReLU, ``|x|``)
+    are detected by the persistent gap between one-sided differences and excluded (the
+    analytic value must still lie between them), and entries swamped by rounding are
+    reported as unresolved.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(params) -> float``; receives views of a private copy of ``params``.
+    grad : callable or structure like params
+        ``grad(params)`` returning the analytic gradient, or the gradient itself.
+    params : ndarray or dict/list/tuple of ndarrays
+        Float32 or float64 parameters.
+    sample : "auto", "all", None, int or float
+        ``"auto"`` checks every entry when the estimated cost (timed on the first
+        evaluations) fits about 10 s, otherwise a stratified sample that does; an int ``k``
+        checks about ``k`` entries, a float in (0, 1] that fraction. Samples take entries from
+        every parameter array (at least ``min(size, 5)``) and from the first and last slice
+        along every axis. The same seed gives the same sample.
+    directions : int
+        Also check this many random unit directions (``g . v`` against a directional
+        difference, two evaluations each).
+    method : {"central", "forward", "backward", "central4"}
+        Stencil of the first pass.
+    step : float, array or structure like params, optional
+        Steps; default from the dtype (see :func:`numerical_gradient`).
+    rtol, atol : float, optional
+        Tolerances; ``rtol`` defaults to 1e-5 for float64 and 1e-2 for float32, ``atol``
+        to 0 (the rounding floor already acts as an absolute tolerance).
+    seed : int
+        Seed of the sample and of the random directions.
+    n_jobs, backend : int, str, optional
+        Parallel evaluation (joblib convention, ``-1`` = all cores).
+    progress : bool
+        Show a tqdm progress bar.
+    evaluator : Evaluator or str, optional
+        How to evaluate perturbed losses; chosen automatically by default (models from
+        :mod:`fastfd.models` bring an exact incremental one).
+
+    Returns
+    -------
+    GradientCheck
+        Verdict, metrics, worst entries, kinks; ``str()`` gives a readable report.
+
+    Examples
+    --------
+    >>> import numpy as np, fastfd
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> loss = lambda x: 0.5 * x @ A @ x
+    >>> fastfd.check_gradient(loss, lambda x: A @ x, np.array([1.0, -1.0])).verdict
+    'pass'
+    >>> fastfd.check_gradient(loss, lambda x: A.T @ x + 1e-3, np.array([1.0, -1.0])).verdict
+    'fail'
+    """
+    start = time.perf_counter()
+    run = _Run(f, params, method, evaluator, n_jobs, backend, progress)
+    layout, x = run.layout, run.x
+    rtol = _check_tolerance(rtol, "rtol", default_rtol(layout.dtype))
+    atol = _check_tolerance(atol, "atol", 0.0)
+    if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) or directions < 0:
+        raise ValueError(f"directions must be a non-negative int; got {directions!r}")
+    rng = parse_seed(seed)
+    sample_k = parse_sample(sample, layout.size)
+
+    if callable(grad):
+        grad = run._guarded(lambda: grad(layout.unflatten(x)), "params (in grad)")
+    analytic_leaves = checked_leaves(layout, grad, "gradient")
+    del grad
+
+    reasons: list[str] = []
+    if sample_k == "auto":
+        sample_k = _auto_sample(run, step, reasons)
+    if sample_k is None:
+        coords = np.arange(layout.size)
+    else:
+        coords = stratified_sample(layout, sample_k, rng)
+
+    nominal = run.nominal_steps(step, coords, run.stencil)
+    analytic = gather(layout, analytic_leaves, coords)
+    numeric, noise, steps = run.first_pass(coords, nominal)
+    status = np.where(cmp.meets(analytic, numeric, noise, rtol, atol), cmp.PASS, cmp.FAIL)
+    status = status.astype(object)
+    suspects = np.flatnonzero(status != cmp.PASS)
+    if suspects.size:
+        levels = run.ladder(coords[suspects], nominal[suspects])
+        flags = run.evaluator.kink_flags(x, coords[suspects], levels[-1].step)
+        s_status, s_numeric, s_noise = cmp.refine(analytic[suspects], levels, rtol, atol, flags)
+        status[suspects], numeric[suspects], noise[suspects] = s_status, s_numeric, s_noise
+
+    direction_entries = _check_directions(run, analytic_leaves, directions, seed, step, rtol, atol)
+    run.ensure_unmodified()
+    return _report(
+        run, coords, analytic, numeric, noise, status, steps, direction_entries,
+        rtol=rtol, atol=atol, sampled=sample_k is not None, reasons=reasons,
+        elapsed=time.perf_counter() - start,
+    )
+
+
+def _auto_sample(run: _Run, step, reasons: list[str]):
+    """None (check all) if the estimated cost fits AUTO_BUDGET_S, else a sample size that does."""
+    size = run.layout.size
+    n_offsets = len(run.stencil.perturbed)
+    if run.base_seconds * size * n_offsets <= AUTO_BUDGET_S:
+        return None  # even at the cost of a full evaluation each, everything fits
+    probe = np.arange(min(size, _PROBE_COORDS))
+    began = time.perf_counter()
+    run.first_pass(probe, run.nominal_steps(step, probe, run.stencil))
+    per_eval = (time.perf_counter() - began) / (len(probe) * n_offsets)
+    estimate = per_eval * size * n_offsets
+    if estimate <= AUTO_BUDGET_S:
+        return None
+    k = max(min(size, 100), int(AUTO_BUDGET_S / (per_eval * n_offsets)))
+    if k >= size:
+        return None
+    reasons.append(
+        f"sample='auto': checking all {size} entries would take about {estimate:.0f} s, so a "
+        f"stratified sample of {k} entries fits the {AUTO_BUDGET_S:.0f} s budget "
+        "(pass sample='all' to check everything)"
+    )
+    return k
+
+
+def _check_directions(run: _Run, analytic_leaves, m: int, seed: int, step, rtol, atol):
+    """Judge ``m`` random unit directions like coordinates; returns report entries.
+
+    The analytic side is ``g . (d+ + d-) / 2s`` with the displacements ``d+-`` really taken
+    after rounding, so float32 rounding of ``x + s v`` does not masquerade as a wrong gradient.
+    """
+    entries = []
+    rng = np.random.default_rng([int(seed), 1])  # its own stream: the sample is unaffected
+    for index, v in enumerate(random_directions(run.layout.size, m, rng)):
+        t = run.direction_step(v, step)
+        levels, a_levels = [], []
+        for j in range(LADDER_LEVELS):
+            s = t / LADDER_RATIO**j
+            dp, dm = run.direction_deltas(v, [s, -s])
+            span = run.displacement(v, s) - run.displacement(v, -s)
+            a_levels.append(dot(run.layout, analytic_leaves, span) / (2 * s))
+            levels.append(quotients(
+                np.array([dp]), np.array([dm]), np.array([s]), np.array([s]),
+                run.floors(np.array([dp])), run.floors(np.array([dm])),
+            ))
+            if j == 0 and cmp.meets(a_levels[0], levels[0].central, levels[0].noise_central,
+                                    rtol, atol)[0]:
+                break
+        if len(levels) == 1:
+            status, numeric = cmp.PASS, float(levels[0].central[0])
+        else:
+            st, num, _ = cmp.refine(np.array(a_levels)[:, None], levels, rtol, atol)
+            status, numeric = str(st[0]), float(num[0])
+        a = float(a_levels[0])
+        rel = float(cmp.relative_error(np.array([a]), np.array([numeric]))[0])
+        entries.append(Entry(f"direction {index}", a, numeric, abs(a - numeric), rel, status))
+    return entries
+
+
+def _report(run, coords, analytic, numeric, noise, status, steps, direction_entries, *,
+            rtol, atol, sampled, reasons, elapsed) -> GradientCheck:
+    layout = run.layout
+    is_kink = status == cmp.KINK
+    judged = ~is_kink
+    a, n = analytic[judged], numeric[judged]
+    rel = cmp.relative_error(analytic, numeric)
+    denom = np.linalg.norm(a) + np.linalg.norm(n)
+    norm_rel = float(np.linalg.norm(a - n) / denom) if denom > 0 else 0.0
+    above_noise = np.maximum(np.abs(analytic), np.abs(numeric)) > noise
+    signed = judged & above_noise
+    sign_agreement = (
+        float(np.mean(np.sign(analytic[signed]) == np.sign(numeric[signed]))) if signed.any() else None
+    )
+    failed = np.flatnonzero(status == cmp.FAIL)
+    unresolved = np.flatnonzero(status == cmp.UNRESOLVED)
+    below_noise = (status == cmp.PASS) & ~above_noise
+    weak = int(is_kink.sum() + len(unresolved) + below_noise.sum())
+    n_checked = len(coords)
+    informative = n_checked - weak
+    dir_failed = [e.name for e in direction_entries if e.status == cmp.FAIL]
+
+    if len(failed):
+        reasons.insert(0, f"{len(failed)} of {n_checked} checked entries differ from the "
+                          "finite differences beyond truncation and rounding error")
+    if dir_failed:
+        reasons.insert(0, f"{len(dir_failed)} of {len(direction_entries)} random directions "
+                          "disagree: g . v differs from the directional difference")
+    if len(failed) or dir_failed:
+        verdict = "fail"
+    elif informative == 0 or weak >= _INCONCLUSIVE_WEAK_FRACTION * n_checked:
+        verdict = "inconclusive"
+        reasons.insert(0, f"only {informative} of {n_checked} checked entries carry evidence; "
+                          "the rest are kinks, unresolved or below the rounding floor")
+    else:
+        verdict = "pass"
+    if is_kink.any():
+        reasons.append(f"{int(is_kink.sum())} entries sit at a kink within the step (hinge, ReLU, "
+                       "|x|) and were excluded; their analytic values lie between the one-sided "
+                       "differences")
+    if len(unresolved):
+        reasons.append(f"{len(unresolved)} entries are unresolved: rounding noise is larger than "
+                       "the discrepancy")
+    if below_noise.any():
+        reasons.append(f"{int(below_noise.sum())} entries are below the rounding floor of the "
+                       "finite differences (|g| too small to resolve)")
+    if np.finfo(layout.dtype).eps > 1e-10:
+        reasons.append(f"parameters are {layout.dtype}: finite differences resolve only a few "
+                       f"digits (rtol {rtol:.0e}); cast params to float64 for a sharper check")
+    confidence = confidence_statement(n_checked, layout.size) if verdict == "pass" else None
+    if confidence:
+        reasons.append(f"sampled check: {confidence}")
+
+    score = np.abs(analytic - numeric) / np.maximum(
+        cmp.tolerance(analytic, numeric, rtol, atol, noise), np.finfo(float).tiny)
+    score[is_kink] = -1.0
+    worst_idx = [i for i in np.argsort(-score, kind="stable")[:_N_WORST] if score[i] >= 0]
+    worst = tuple(
+        Entry(layout.name(coords[i]), float(analytic[i]), float(numeric[i]),
+              float(abs(analytic[i] - numeric[i])), float(rel[i]), str(status[i]))
+        for i in worst_idx
+    )
+    owner = layout.array_of(coords)
+    arrays = []
+    for j in range(layout.n_arrays):
+        mine = owner == j
+        kinds = status[mine]
+        n_fail = int(np.sum(kinds == cmp.FAIL))
+        mine_judged = mine & judged
+        arrays.append(ArraySummary(
+            name=layout.array_label(j),
+            n_params=int(layout.starts[j + 1] - layout.starts[j]),
+            n_checked=int(mine.sum()),
+            n_failed=n_fail,
+            n_kinks=int(np.sum(kinds == cmp.KINK)),
+            max_rel_error=float(rel[mine_judged].max()) if mine_judged.any() else 0.0,
+            verdict="not checked" if not mine.any() else "fail" if n_fail else
+            "pass" if np.any(mine & above_noise & (status == cmp.PASS)) else "inconclusive",
+        ))
+    return GradientCheck(
+        verdict=verdict,
+        reasons=tuple(reasons),
+        n_params=layout.size,
+        n_checked=n_checked,
+        n_evals=run.n_evals,
+        max_rel_error=float(rel[judged].max()) if judged.any() else 0.0,
+        norm_rel_error=norm_rel,
+        sign_agreement=sign_agreement,
+        worst=worst,
+        kinks=tuple(layout.names(coords[is_kink])),
+        failed=tuple(layout.names(coords[failed])) + tuple(dir_failed),
+        unresolved=tuple(layout.names(coords[unresolved]))
+        + tuple(e.name for e in direction_entries if e.status == cmp.UNRESOLVED),
+        rtol=rtol,
+        atol=atol,
+        step=float(np.median(steps)),
+        method=run.stencil.name,
+        elapsed_s=elapsed,
+        confidence=confidence,
+        sampled=sampled,
+        arrays=tuple(arrays),
+        directions=tuple(direction_entries),
+        dtype=str(layout.dtype),
+    )

@@ -1,0 +1,45 @@
+"""Evaluators: the ways fastfd computes a loss at perturbed parameter vectors.
+
+Every evaluator implements the small protocol of :class:`Evaluator`; the engine never
+branches on which one it holds. :func:`select_evaluator` picks one from the arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .._params import Layout
+from ._base import Evaluator, SerialEvaluator
+
+__all__ = ["Evaluator", "SerialEvaluator", "select_evaluator"]
+
+_NAMED = {"serial": SerialEvaluator}
+
+
+def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int = 1,
+                     backend: str | None = None) -> Evaluator:
+    """The evaluator for ``f``: explicit choice, else the model's own, else serial.
+
+    ``n_jobs`` and ``backend`` are validated here; until the parallel evaluators land the
+    evaluation runs serially.
+    """
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
+                         f"got {n_jobs!r}")
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend must be None or a joblib backend name; got {backend!r}")
+    if isinstance(evaluator, Evaluator):
+        return evaluator.bind(f, layout)
+    if isinstance(evaluator, str):
+        try:
+            return _NAMED[evaluator]().bind(f, layout)
+        except KeyError:
+            valid = ", ".join(repr(k) for k in _NAMED)
+            raise ValueError(f"evaluator must be an Evaluator or one of {valid}; "
+                             f"got {evaluator!r}") from None
+    if evaluator is not None:
+        raise TypeError(f"evaluator must be an Evaluator instance or a name; got {evaluator!r}")
+    own = getattr(f, "fastfd_evaluator", None)
+    if callable(own):
+        return own().bind(f, layout)
+    return SerialEvaluator().bind(f, layout)

@@ -1,0 +1,171 @@
+"""The evaluator protocol and the serial reference evaluator.
+
+An evaluator computes ``f(x + offsets[k] * e[coords[k]])`` for many ``k`` on the private flat
+vector ``x`` and leaves ``x`` exactly as it found it. Every other evaluator must give the same
+numbers as :class:`SerialEvaluator`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+
+from .._params import Layout
+from .._plan import chunk_slices
+
+
+def loss_scalar(value) -> float:
+    """``value`` as a Python float, or a TypeError when the loss did not return a real scalar."""
+    if isinstance(value, float):
+        return value
+    if np.ndim(value) != 0:
+        raise TypeError(
+            f"the loss must return a scalar; got {type(value).__name__} of shape {np.shape(value)}"
+        )
+    if isinstance(value, (complex, np.complexfloating)) or not np.isrealobj(value):
+        raise TypeError(f"the loss must return a real scalar; got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"the loss must return a real scalar; got {type(value).__name__}") from None
+
+
+def annotate(error: BaseException, where: str) -> None:
+    """Add ``where`` to an exception's message in place, keeping its type and traceback."""
+    suffix = f" (raised while evaluating the loss at {where})"
+    if error.args and isinstance(error.args[0], str):
+        error.args = (error.args[0] + suffix,) + error.args[1:]
+    else:
+        error.args = (suffix.strip(" ()"),) + error.args
+    if hasattr(error, "add_note"):
+        error.add_note(f"fastfd: the caller's parameters are unchanged; failing entry: {where}")
+
+
+def evaluate_coords(
+    f: Callable, args, x: np.ndarray, coords: np.ndarray, offsets: np.ndarray, names
+) -> np.ndarray:
+    """The serial loop every generic evaluator runs (also inside worker processes).
+
+    ``args()`` returns the loss's argument (views into ``x``). Each entry is written as
+    ``x[i] = xi + h`` and restored from the saved ``xi`` (never ``x[i] -= h``, which drifts),
+    inside ``try/finally`` so an exception or KeyboardInterrupt leaves ``x`` intact.
+    """
+    out = np.empty(len(coords), dtype=np.float64)
+    for k in range(len(coords)):
+        i = coords[k]
+        xi = x[i]
+        try:
+            x[i] = xi + offsets[k]
+            out[k] = loss_scalar(f(args()))
+        except Exception as error:
+            annotate(error, f"{names(i)} + {float(offsets[k]):.3g}")
+            raise
+        finally:
+            x[i] = xi
+    return out
+
+
+class Evaluator:
+    """Protocol for computing losses at perturbed points of the flat parameter vector.
+
+    Subclasses implement :meth:`perturbed_values`; the engine calls :meth:`bind` once with
+    the loss and the parameter layout, then :meth:`value`, :meth:`perturbed_deltas` and
+    :meth:`direction_values`. ``x`` is the engine's private flat copy of the parameters;
+    every method must leave it unchanged on return, also when the loss raises.
+
+    Attributes
+    ----------
+    exact_deltas : bool
+        True when :meth:`perturbed_deltas` is computed without subtracting two full losses
+        (so its rounding error scales with the difference, not with the loss).
+    """
+
+    exact_deltas: bool = False
+    progress: Callable[[int], object] | None = None
+    f: Callable | None = None
+    layout: Layout | None = None
+
+    def bind(self, f: Callable, layout: Layout) -> Evaluator:
+        """A copy of this evaluator bound to the loss ``f`` and the parameter ``layout``."""
+        bound = copy.copy(self)
+        bound.f, bound.layout = f, layout
+        return bound
+
+    def _args(self, x: np.ndarray):
+        views = self.layout.views(x)
+        if isinstance(views, (dict, list)):
+            return lambda: type(views)(views)  # a fresh container per call: the loss may mutate it
+        return lambda: views
+
+    def value(self, x: np.ndarray):
+        """``f`` at ``x``, as the loss returned it (the engine inspects its dtype)."""
+        return self.f(self._args(x)())
+
+    def perturbed_values(self, x: np.ndarray, coords: np.ndarray, offsets: np.ndarray):
+        """``f(x + offsets[k] * e[coords[k]])`` for every ``k`` as float64; ``x`` unchanged."""
+        raise NotImplementedError
+
+    def perturbed_deltas(self, x, coords, offsets, f0: float) -> np.ndarray:
+        """``f(x + offsets[k] * e[coords[k]]) - f(x)``; override when it can be done exactly."""
+        return self.perturbed_values(x, coords, offsets) - f0
+
+    def direction_values(self, x: np.ndarray, direction: np.ndarray, scales) -> np.ndarray:
+        """``f(x + s * direction)`` (rounded to the dtype of ``x``) for every scale ``s``."""
+        args = self._args(x)
+        x0 = x.copy()
+        out = np.empty(len(scales), dtype=np.float64)
+        try:
+            for k, s in enumerate(scales):
+                np.add(x0, s * direction, out=x, casting="unsafe")
+                try:
+                    out[k] = loss_scalar(self.f(args()))
+                except Exception as error:
+                    annotate(error, f"x + {s:.3g} * direction")
+                    raise
+        finally:
+            x[:] = x0
+        return out
+
+    def kink_flags(self, x, coords, steps) -> np.ndarray | None:
+        """Exact flags of a kink within ``[x - steps, x + steps]``, or None when unknown."""
+        return None
+
+    def default_steps(self, x, stencil) -> np.ndarray | None:
+        """Evaluator-specific default steps (e.g. smaller for exact deltas), or None."""
+        return None
+
+    def rounding_floor(self, f0: float, deltas: np.ndarray, eps: float) -> np.ndarray:
+        """Absolute rounding error to expect in each of ``deltas``."""
+        if self.exact_deltas:
+            return eps * np.abs(deltas)
+        return eps * (abs(f0) + np.abs(f0 + deltas))
+
+
+class SerialEvaluator(Evaluator):
+    """Evaluates perturbations one after another in this process: the reference evaluator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastfd._params import flatten
+    >>> layout, x = flatten(np.array([1.0, 2.0]))
+    >>> ev = SerialEvaluator().bind(lambda p: float(p @ p), layout)
+    >>> ev.perturbed_values(x, np.array([0, 1]), np.array([0.5, -1.0]))
+    array([7.25, 2.  ])
+    >>> x
+    array([1., 2.])
+    """
+
+    chunk_size = 512  # evaluations between progress updates
+
+    def perturbed_values(self, x, coords, offsets):
+        args = self._args(x)
+        out = np.empty(len(coords), dtype=np.float64)
+        for part in chunk_slices(len(coords), self.chunk_size):
+            out[part] = evaluate_coords(self.f, args, x, coords[part], offsets[part],
+                                        self.layout.name)
+            if self.progress is not None:
+                self.progress(part.stop - part.start)
+        return out
