@@ -12,7 +12,7 @@ models.LinearSoftmax, models.LinearSVM
     Linear classifiers with exact incremental perturbed losses.
 """
 
-from . import testing
+from . import models, testing
 from .engine import check_gradient, directional_derivative, numerical_gradient
 from .report import GradientCheck
 
@@ -23,5 +23,6 @@ __all__ = [
     "check_gradient",
     "directional_derivative",
     "numerical_gradient",
+    "models",
     "testing",
 ]

@@ -44,6 +44,11 @@ def quotients(delta_plus, delta_minus, step_plus, step_minus, floor_plus, floor_
     )
 
 
+def value_floor(f0: float, deltas, eps: float) -> np.ndarray:
+    """Rounding error of ``f(x + d) - f(x)`` computed by subtracting two rounded losses."""
+    return eps * (abs(f0) + np.abs(f0 + np.asarray(deltas)))
+
+
 def richardson(fine: np.ndarray, coarse: np.ndarray, order: int = 2) -> np.ndarray:
     """Cancel the leading ``h**order`` error of two estimates whose steps differ by LADDER_RATIO.
 

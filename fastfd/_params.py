@@ -23,6 +23,7 @@ class Layout:
     shapes: tuple[tuple[int, ...], ...]
     starts: np.ndarray  # start of array j in x; starts[-1] == size
     dtype: np.dtype
+    label: str = "x"  # name of a single-array parameter
 
     @property
     def size(self) -> int:
@@ -37,7 +38,7 @@ class Layout:
         if self.kind == "dict":
             return str(self.keys[j])
         if self.kind == "array":
-            return "x"
+            return self.label
         return f"[{j}]"
 
     def array_of(self, coords: np.ndarray) -> np.ndarray:
@@ -147,8 +148,10 @@ def _leaves(values, what: str, expected: Layout | None = None) -> list[np.ndarra
     return leaves  # type: ignore[return-value]
 
 
-def flatten(params) -> tuple[Layout, np.ndarray]:
+def flatten(params, label: str = "x") -> tuple[Layout, np.ndarray]:
     """Copy ``params`` into one private, contiguous 1-D vector and describe its layout.
+
+    ``label`` names a single-array parameter in entry names (``x[12, 3]``).
 
     The caller's arrays are only read (read-only and non-contiguous arrays are fine).
 
@@ -188,7 +191,7 @@ def flatten(params) -> tuple[Layout, np.ndarray]:
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     if starts[-1] == 0:
         raise ValueError("params hold no entries (every array is empty)")
-    layout = Layout(kind, keys, tuple(leaf.shape for leaf in leaves), starts, dtype)
+    layout = Layout(kind, keys, tuple(leaf.shape for leaf in leaves), starts, dtype, label)
     x = np.empty(int(starts[-1]), dtype=dtype)
     for leaf, (_, s) in zip(leaves, layout.slices()):
         x[s] = leaf.reshape(-1)  # reads through any strides; never writes to the caller

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import _compare as cmp
-from ._combine import LADDER_LEVELS, LADDER_RATIO, quotients, stencil_noise
+from ._combine import LADDER_LEVELS, LADDER_RATIO, quotients, stencil_noise, value_floor
 from ._params import Layout, checked_leaves, dot, first_difference, flatten, gather
 from ._plan import ladder_plan, stencil_plan
 from ._sampling import (
@@ -44,7 +44,7 @@ class _Run:
         self.stencil: Stencil = get_stencil(method)
         self.params = params
         self.layout: Layout
-        self.layout, self.x = flatten(params)
+        self.layout, self.x = flatten(params, getattr(f, "param_name", "x"))
         self.evaluator: Evaluator = select_evaluator(
             f, self.layout, evaluator=evaluator, n_jobs=n_jobs, backend=backend
         )
@@ -118,8 +118,11 @@ class _Run:
             )
         return d
 
-    def floors(self, deltas: np.ndarray) -> np.ndarray:
-        return self.evaluator.rounding_floor(self.f0, deltas, self.eps_loss)
+    def floors(self, deltas: np.ndarray, coords, offsets) -> np.ndarray:
+        """Rounding floors of perturbed deltas (shapes of ``deltas``, ``coords``, ``offsets``)."""
+        floor = self.evaluator.rounding_floor(
+            self.f0, deltas.reshape(-1), self.eps_loss, coords.reshape(-1), offsets.reshape(-1))
+        return np.asarray(floor).reshape(deltas.shape)
 
     def first_pass(self, coords, nominal):
         """Derivative estimates and their rounding floors at ``coords`` with the run's stencil."""
@@ -129,15 +132,18 @@ class _Run:
         deltas = self.deltas(plan_coords, offsets).reshape(-1, len(coords))
         estimates = apply_stencil(self.stencil, deltas, steps)
         weights = [w for _, w in self.stencil.perturbed]
-        return estimates, stencil_noise(weights, self.floors(deltas), steps), steps
+        floors = self.floors(deltas, plan_coords, offsets)
+        return estimates, stencil_noise(weights, floors, steps), steps
 
     def ladder(self, coords, nominal):
         """Quotients of suspects on the step ladder, one :class:`Quotients` per level."""
         plan_coords, offsets, steps_plus, steps_minus = ladder_plan(coords, self.x[coords], nominal)
-        deltas = self.deltas(plan_coords, offsets).reshape(len(steps_plus), 2, len(coords))
+        shape = (len(steps_plus), 2, len(coords))
+        deltas = self.deltas(plan_coords, offsets).reshape(shape)
+        floors = self.floors(deltas, plan_coords, offsets)
         return [
-            quotients(d[0], d[1], hp, hm, self.floors(d[0]), self.floors(d[1]))
-            for d, hp, hm in zip(deltas, steps_plus, steps_minus)
+            quotients(d[0], d[1], hp, hm, fl[0], fl[1])
+            for d, fl, hp, hm in zip(deltas, floors, steps_plus, steps_minus)
         ]
 
     def direction_deltas(self, direction: np.ndarray, scales) -> np.ndarray:
@@ -412,11 +418,20 @@ def _auto_sample(run: _Run, step, reasons: list[str]):
     n_offsets = len(run.stencil.perturbed)
     if run.base_seconds * size * n_offsets <= AUTO_BUDGET_S:
         return None  # even at the cost of a full evaluation each, everything fits
-    probe = np.arange(min(size, _PROBE_COORDS))
-    began = time.perf_counter()
-    run.first_pass(probe, run.nominal_steps(step, probe, run.stencil))
-    per_eval = (time.perf_counter() - began) / (len(probe) * n_offsets)
-    estimate = per_eval * size * n_offsets
+    # Time growing probes: per-call overhead (caches, process pools) is amortized by the
+    # larger ones, so a fast evaluator is not mistaken for a slow one.
+    n_probe = min(size, _PROBE_COORDS)
+    while True:
+        probe = np.arange(n_probe)
+        began = time.perf_counter()
+        run.first_pass(probe, run.nominal_steps(step, probe, run.stencil))
+        elapsed = time.perf_counter() - began
+        per_eval = elapsed / (n_probe * n_offsets)
+        estimate = per_eval * size * n_offsets
+        bigger = min(size, 16 * n_probe)
+        if estimate <= AUTO_BUDGET_S or bigger == n_probe or 16 * elapsed > AUTO_BUDGET_S / 10:
+            break
+        n_probe = bigger
     if estimate <= AUTO_BUDGET_S:
         return None
     k = max(min(size, 100), int(AUTO_BUDGET_S / (per_eval * n_offsets)))
@@ -448,7 +463,7 @@ def _check_directions(run: _Run, analytic_leaves, m: int, seed: int, step, rtol,
             a_levels.append(dot(run.layout, analytic_leaves, span) / (2 * s))
             levels.append(quotients(
                 np.array([dp]), np.array([dm]), np.array([s]), np.array([s]),
-                run.floors(np.array([dp])), run.floors(np.array([dm])),
+                value_floor(run.f0, dp, run.eps_loss), value_floor(run.f0, dm, run.eps_loss),
             ))
             if j == 0 and cmp.meets(a_levels[0], levels[0].central, levels[0].noise_central,
                                     rtol, atol)[0]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._params import Layout
+from .._combine import value_floor
 from .._plan import chunk_slices
 
 
@@ -75,14 +76,10 @@ class Evaluator:
     :meth:`direction_values`. ``x`` is the engine's private flat copy of the parameters;
     every method must leave it unchanged on return, also when the loss raises.
 
-    Attributes
-    ----------
-    exact_deltas : bool
-        True when :meth:`perturbed_deltas` is computed without subtracting two full losses
-        (so its rounding error scales with the difference, not with the loss).
+    Evaluators that compute differences without subtracting two full losses override
+    :meth:`perturbed_deltas`, :meth:`rounding_floor` and :meth:`default_steps`.
     """
 
-    exact_deltas: bool = False
     progress: Callable[[int], object] | None = None
     f: Callable | None = None
     layout: Layout | None = None
@@ -136,11 +133,13 @@ class Evaluator:
         """Evaluator-specific default steps (e.g. smaller for exact deltas), or None."""
         return None
 
-    def rounding_floor(self, f0: float, deltas: np.ndarray, eps: float) -> np.ndarray:
-        """Absolute rounding error to expect in each of ``deltas``."""
-        if self.exact_deltas:
-            return eps * np.abs(deltas)
-        return eps * (abs(f0) + np.abs(f0 + deltas))
+    def rounding_floor(self, f0: float, deltas, eps: float, coords, offsets) -> np.ndarray:
+        """Absolute rounding error to expect in each result of :meth:`perturbed_deltas`.
+
+        Generic evaluators subtract two losses, so the error scales with ``|f|``; exact
+        evaluators override this with the scale of the terms they sum.
+        """
+        return value_floor(f0, deltas, eps)
 
 
 class SerialEvaluator(Evaluator):
