@@ -37,8 +37,10 @@ def parse_seed(seed) -> np.random.Generator:
     """A numpy Generator from an int seed (or a Generator), with a clear error otherwise."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be a non-negative int or a numpy Generator; got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed}")
     return np.random.default_rng(int(seed))
 
 

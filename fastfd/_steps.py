@@ -35,8 +35,11 @@ def actual_steps(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return rounded.astype(np.float64) - x.astype(np.float64)  # exact: both are representable
 
 
-def validate_steps(step, n: int, x: np.ndarray, stencil: Stencil) -> np.ndarray:
-    """Nominal steps for ``n`` entries from the user's ``step`` (None, scalar or array of n)."""
+def validate_steps(step, n: int, x: np.ndarray, stencil: Stencil, names=None) -> np.ndarray:
+    """Nominal steps for ``n`` entries from the user's ``step`` (None, scalar or array of n).
+
+    ``names(i)`` names entry ``i`` in error messages.
+    """
     if step is None:
         return default_steps(x, stencil)
     if isinstance(step, bool):
@@ -57,8 +60,10 @@ def validate_steps(step, n: int, x: np.ndarray, stencil: Stencil) -> np.ndarray:
     arr = arr.reshape(-1)
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        where = f" for {names(i)}" if names is not None else ""
         raise ValueError(
-            f"step must be positive and finite; got {arr[bad][0]!r} "
+            f"step must be positive and finite; got {float(arr[i])!r}{where} "
             f"({int(bad.sum())} bad entr{'y' if bad.sum() == 1 else 'ies'})"
         )
     return arr

@@ -87,21 +87,21 @@ class _Run:
                 self.evaluator.progress = None
 
     def nominal_steps(self, step, coords: np.ndarray, stencil: Stencil) -> np.ndarray:
-        """Nominal steps at ``coords`` from the user's ``step`` or the default rule."""
+        """Nominal steps at ``coords`` from the user's ``step`` or the default rule.
+
+        ``step`` may be a scalar, an array of the single-array params' shape, or a structure
+        like ``params``.
+        """
+        x_at = self.x[coords]
+        if isinstance(step, np.ndarray) and step.ndim == 0:
+            step = step.item()
         if step is None:
-            x_at = self.x[coords]
             special = self.evaluator.default_steps(x_at, stencil)
             return special if special is not None else default_steps(x_at, stencil)
-        if isinstance(step, (dict, list, tuple)) or (
-            isinstance(step, np.ndarray) and step.ndim > 0 and self.layout.kind != "array"
-        ):
-            flat = self.layout.flatten_like(step, "step")
-            return validate_steps(flat[coords], len(coords), self.x[coords], stencil)
-        arr = np.asarray(step) if not np.isscalar(step) else step
-        if isinstance(arr, np.ndarray) and arr.ndim > 0:
-            flat = validate_steps(arr.reshape(-1), self.layout.size, self.x, stencil)
-            return flat[coords]
-        return validate_steps(step, len(coords), self.x[coords], stencil)
+        if not isinstance(step, (dict, list, tuple, np.ndarray)):
+            return validate_steps(step, len(coords), x_at, stencil)
+        flat = self.layout.flatten_like(step, "step")
+        return validate_steps(flat, self.layout.size, self.x, stencil, self.layout.name)[coords]
 
     def deltas(self, coords: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """``f(x + offsets[k] e[coords[k]]) - f(x)``, with a clear error if one is not finite."""
@@ -113,7 +113,7 @@ class _Run:
             k = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"the loss is not finite at {self.layout.name(coords[k])} perturbed by "
-                f"{offsets[k]:+.3g} (f = {self.f0 + d[k]!r}); the step leaves the loss's "
+                f"{offsets[k]:+.3g} (f = {float(self.f0 + d[k])!r}); the step leaves the loss's "
                 "domain: pass a smaller step"
             )
         return d
@@ -147,6 +147,12 @@ class _Run:
         ]
 
     def direction_deltas(self, direction: np.ndarray, scales) -> np.ndarray:
+        for scale in scales:
+            if not np.any(self.displacement(direction, scale)):
+                raise ValueError(
+                    f"step {abs(scale):.3g} along the direction is lost to rounding: "
+                    f"params + step * direction == params in {self.layout.dtype}; use a "
+                    "larger step (or the default)")
         values = self.evaluator.direction_values(self.x, direction, np.asarray(scales, float))
         self.n_evals += len(scales)
         bad = ~np.isfinite(values)
@@ -163,8 +169,11 @@ class _Run:
         return moved.astype(np.float64) - self.x
 
     def direction_step(self, direction: np.ndarray, step) -> float:
-        """Step along ``direction``: the coordinate rule for its largest component."""
-        if step is not None:
+        """Step along ``direction``: a scalar ``step``, else the coordinate rule for its
+        largest component (per-entry steps do not apply to a direction)."""
+        if isinstance(step, np.ndarray) and step.ndim == 0:
+            step = step.item()
+        if step is not None and not isinstance(step, (dict, list, tuple, np.ndarray)):
             return float(validate_steps(step, 1, self.x[:1], STENCILS["central"])[0])
         biggest = float(np.max(np.abs(direction)))
         if biggest == 0:
@@ -373,8 +382,10 @@ def check_gradient(
     layout, x = run.layout, run.x
     rtol = _check_tolerance(rtol, "rtol", default_rtol(layout.dtype))
     atol = _check_tolerance(atol, "atol", 0.0)
-    if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) or directions < 0:
-        raise ValueError(f"directions must be a non-negative int; got {directions!r}")
+    if isinstance(directions, (bool, np.bool_)) or not isinstance(directions, (int, np.integer)):
+        raise TypeError(f"directions must be a non-negative int; got {directions!r}")
+    if directions < 0:
+        raise ValueError(f"directions must be a non-negative int; got {directions}")
     rng = parse_seed(seed)
     sample_k = parse_sample(sample, layout.size)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from .._params import Layout
 from ._base import Evaluator, SerialEvaluator
 
@@ -23,9 +25,11 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
     ``n_jobs`` and ``backend`` are validated here; until the parallel evaluators land the
     evaluation runs serially.
     """
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
-                         f"got {n_jobs!r}")
+    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
+        raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
+                        f"got {n_jobs!r}")
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be a non-zero int (joblib convention, -1 = all cores); got 0")
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be None or a joblib backend name; got {backend!r}")
     if isinstance(evaluator, Evaluator):

@@ -21,6 +21,10 @@ def loss_scalar(value) -> float:
     """``value`` as a Python float, or a TypeError when the loss did not return a real scalar."""
     if isinstance(value, float):
         return value
+    if isinstance(value, (str, bytes, bool, np.str_, np.bytes_, np.bool_)) or (
+        isinstance(value, np.ndarray) and value.dtype.kind not in "fiu"
+    ):
+        raise TypeError(f"the loss must return a real scalar; got {type(value).__name__} {value!r}")
     if np.ndim(value) != 0:
         raise TypeError(
             f"the loss must return a scalar; got {type(value).__name__} of shape {np.shape(value)}"
@@ -61,7 +65,7 @@ def evaluate_coords(
             x[i] = xi + offsets[k]
             out[k] = loss_scalar(f(args()))
         except Exception as error:
-            annotate(error, f"{names(i)} + {float(offsets[k]):.3g}")
+            annotate(error, f"{names(i)} {float(offsets[k]):+.3g}")
             raise
         finally:
             x[i] = xi

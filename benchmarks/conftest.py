@@ -1,0 +1,73 @@
+"""Shared fixtures and the ratio table printed after a benchmark run.
+
+Each benchmark records its best time under a key; ``TARGETS`` says which ratios of those times
+(measured in the same run) the issues require. Run:
+
+    python -m pytest benchmarks --benchmark-only
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastfd._baseline import cifar_like_problem
+
+TIMES: dict[str, float] = {}
+SCALE: dict[str, float] = {}  # multiply a key's time by this before comparing (subset loops)
+
+# (label, numerator key, denominator key, bound, "max" = ratio must be <= bound, "min" >=)
+TARGETS = [
+    ("engine overhead per evaluation vs textbook loop, 1 ms-class numpy loss",
+     "engine_per_eval", "loop_per_eval", 1.05, "max"),
+    ("numba softmax loss+grad / numpy reference", "numba_softmax_lg", "numpy_softmax_lg", 1.0, "max"),
+    ("numba SVM loss+grad / numpy reference", "numba_svm_lg", "numpy_svm_lg", 1.0, "max"),
+    ("full numerical gradient via LinearSoftmax / one numpy analytic gradient",
+     "model_softmax_full", "numpy_softmax_lg", 25.0, "max"),
+    ("full numerical gradient via LinearSVM / one numpy analytic gradient",
+     "model_svm_full", "numpy_svm_lg", 25.0, "max"),
+    ("textbook central loop (scaled to all coords) / fastfd full, softmax",
+     "loop_softmax_full", "model_softmax_full", 1000.0, "min"),
+    ("textbook central loop (scaled to all coords) / fastfd full, SVM",
+     "loop_svm_full", "model_svm_full", 1000.0, "min"),
+]
+ABSOLUTE = [
+    ("sampled check k=1000 via LinearSoftmax (s)", "model_softmax_k1000", 0.050),
+    ("sampled check k=1000 via LinearSVM (s)", "model_svm_k1000", 0.050),
+]
+
+
+def record(key: str, benchmark, scale: float = 1.0) -> None:
+    """Remember the best time of ``benchmark`` (times ``scale``) under ``key``."""
+    TIMES[key] = benchmark.stats.stats.min * scale
+
+
+@pytest.fixture(scope="session")
+def cifar():
+    """CIFAR-10-shaped problem: N=500, D=3073 (pixel-like, mean subtracted, bias), C=10."""
+    W, X, y = cifar_like_problem()
+    return W, X, y, 2.5e4
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not TIMES:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write("fastfd ratio table (times measured in this run)")
+    for label, num, den, bound, kind in TARGETS:
+        if num in TIMES and den in TIMES:
+            ratio = TIMES[num] / TIMES[den]
+            ok = ratio <= bound if kind == "max" else ratio >= bound
+            sign = "<=" if kind == "max" else ">="
+            write(f"  {'OK  ' if ok else 'MISS'} {label}: {ratio:,.3g} (target {sign} {bound:g})")
+    for label, key, bound in ABSOLUTE:
+        if key in TIMES:
+            ok = TIMES[key] <= bound
+            write(f"  {'OK  ' if ok else 'MISS'} {label}: {TIMES[key]:.4f} (target <= {bound})")
+    for key, value in sorted(TIMES.items()):
+        write(f"    {key:<28} {value * 1e3:12.3f} ms")
+
+
+def rng():
+    return np.random.default_rng(0)
