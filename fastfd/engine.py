@@ -79,7 +79,7 @@ class _Run:
             return
         from tqdm.auto import tqdm
 
-        with tqdm(total=total, desc=desc, unit="eval", leave=False) as bar:
+        with tqdm(total=total, desc=desc, unit="eval") as bar:
             self.evaluator.progress = bar.update
             try:
                 yield
@@ -103,9 +103,9 @@ class _Run:
         flat = self.layout.flatten_like(step, "step")
         return validate_steps(flat, self.layout.size, self.x, stencil, self.layout.name)[coords]
 
-    def deltas(self, coords: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    def deltas(self, coords: np.ndarray, offsets: np.ndarray, stage: str) -> np.ndarray:
         """``f(x + offsets[k] e[coords[k]]) - f(x)``, with a clear error if one is not finite."""
-        with self.progress_bar(len(coords), "fastfd"):
+        with self.progress_bar(len(coords), f"fastfd {stage}"):
             d = self.evaluator.perturbed_deltas(self.x, coords, offsets, self.f0)
         self.n_evals += len(coords)
         bad = ~np.isfinite(d)
@@ -129,7 +129,7 @@ class _Run:
         names = self.layout.name
         steps = checked_actual_steps(self.x[coords], nominal, lambda k: names(coords[k]))
         plan_coords, offsets = stencil_plan(coords, steps, self.stencil)
-        deltas = self.deltas(plan_coords, offsets).reshape(-1, len(coords))
+        deltas = self.deltas(plan_coords, offsets, "differences").reshape(-1, len(coords))
         estimates = apply_stencil(self.stencil, deltas, steps)
         weights = [w for _, w in self.stencil.perturbed]
         floors = self.floors(deltas, plan_coords, offsets)
@@ -139,7 +139,7 @@ class _Run:
         """Quotients of suspects on the step ladder, one :class:`Quotients` per level."""
         plan_coords, offsets, steps_plus, steps_minus = ladder_plan(coords, self.x[coords], nominal)
         shape = (len(steps_plus), 2, len(coords))
-        deltas = self.deltas(plan_coords, offsets).reshape(shape)
+        deltas = self.deltas(plan_coords, offsets, "refining suspects").reshape(shape)
         floors = self.floors(deltas, plan_coords, offsets)
         return [
             quotients(d[0], d[1], hp, hm, fl[0], fl[1])
@@ -389,9 +389,7 @@ def check_gradient(
     rng = parse_seed(seed)
     sample_k = parse_sample(sample, layout.size)
 
-    if callable(grad):
-        grad = run._guarded(lambda: grad(layout.unflatten(x)), "params (in grad)")
-    analytic_leaves = checked_leaves(layout, grad, "gradient")
+    analytic_leaves = _analytic(run, grad)
     del grad
 
     reasons: list[str] = []
@@ -421,6 +419,22 @@ def check_gradient(
         rtol=rtol, atol=atol, sampled=sample_k is not None, reasons=reasons,
         elapsed=time.perf_counter() - start,
     )
+
+
+def _analytic(run: _Run, grad) -> list[np.ndarray]:
+    """The analytic gradient's arrays, validated, without a flat copy (O(P) memory matters
+    for huge models). A callable gets views of the private copy; if it writes to them, the
+    copy is restored from the caller's (untouched) arrays."""
+    layout, x = run.layout, run.x
+    if callable(grad):
+        grad = run._guarded(lambda: grad(layout.views(x)), "params (in grad)")
+        if first_difference(layout, x, run.params) is not None:
+            for leaf, (_, s) in zip(checked_leaves(layout, run.params, "params"),
+                                    layout.slices()):
+                x[s] = leaf.reshape(-1)
+    leaves = checked_leaves(layout, grad, "gradient")
+    # a gradient that aliases the buffer would change under the perturbations: copy it
+    return [np.array(leaf) if np.shares_memory(leaf, x) else leaf for leaf in leaves]
 
 
 def _auto_sample(run: _Run, step, reasons: list[str]):

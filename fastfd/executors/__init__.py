@@ -12,18 +12,17 @@ import numpy as np
 
 from .._params import Layout
 from ._base import Evaluator, SerialEvaluator
+from ._joblib import JoblibEvaluator
 
-__all__ = ["Evaluator", "SerialEvaluator", "select_evaluator"]
+__all__ = ["Evaluator", "JoblibEvaluator", "SerialEvaluator", "select_evaluator"]
 
-_NAMED = {"serial": SerialEvaluator}
+_NAMED = {"serial": SerialEvaluator, "joblib": JoblibEvaluator}
 
 
 def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int = 1,
                      backend: str | None = None) -> Evaluator:
-    """The evaluator for ``f``: explicit choice, else the model's own, else serial.
-
-    ``n_jobs`` and ``backend`` are validated here; until the parallel evaluators land the
-    evaluation runs serially.
+    """The evaluator for ``f``: an explicit choice, else the model's own, else joblib when
+    ``n_jobs != 1`` or a ``backend`` is named, else serial.
     """
     if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
         raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
@@ -46,4 +45,6 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
     own = getattr(f, "fastfd_evaluator", None)
     if callable(own):
         return own().bind(f, layout)
+    if n_jobs != 1 or backend is not None:
+        return JoblibEvaluator(n_jobs=n_jobs, backend=backend or "loky").bind(f, layout)
     return SerialEvaluator().bind(f, layout)

@@ -1,0 +1,237 @@
+"""Perturbed losses of an ``@njit`` loss evaluated inside compiled code: a ``prange`` driver.
+
+For a loss made with ``@numba.njit`` that takes one flat float64 vector, the loop over
+perturbations runs in a compiled driver: no Python per evaluation. The perturbations are split
+into chunks, each chunk perturbs its own copy of ``x`` (made once per chunk) and the chunks run
+on numba's thread pool.
+
+The loss is passed to the driver as a first-class function (``FunctionType``), so one compiled
+driver serves every loss, can be cached on disk, and calls exactly the machine code that Python
+calls: the results are bit-identical to :class:`~fastfd.executors.SerialEvaluator`'s.
+
+An exception raised by the loss inside a worker thread is dropped by numba (its thread just
+stops). Each chunk therefore reports that it finished; chunks that did not are re-run serially
+through :func:`~fastfd.executors._base.evaluate_coords`, which raises the loss's own error
+naming the entry (``x[3] +1e-05``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numba
+import numpy as np
+from numba import prange, types
+from numba.core.registry import CPUDispatcher
+
+from ..kernels._config import PARALLEL_OPTIONS
+from .._params import Layout
+from ._base import Evaluator, evaluate_coords
+
+__all__ = ["NumbaEvaluator", "accepts"]
+
+_REQUIREMENT = "the numba evaluator needs an @njit loss of one flat float64 vector"
+# A chunk copies x once and scans it once more: with a few hundred evaluations per chunk
+# that is under 1% of the work whenever one evaluation reads x.
+_MIN_CHUNK = 256
+_CHUNKS_PER_THREAD = 4  # load balance when other processes steal a core
+_PROGRESS_BATCHES = 20  # driver calls per perturbed_values when progress is on
+
+
+def _requirement_error(f, layout: Layout) -> Exception | None:
+    """The error :meth:`NumbaEvaluator.bind` raises for ``f`` and ``layout``, None if they fit."""
+    if not isinstance(f, CPUDispatcher):
+        return TypeError(f"{_REQUIREMENT}; got a loss of type {type(f).__name__} (decorate it "
+                         "with @numba.njit, or use evaluator='serial')")
+    if f.targetoptions.get("parallel"):
+        # its own prange inside our prange would oversubscribe the cores
+        return TypeError(f"{_REQUIREMENT}, compiled without parallel=True; got a parallel "
+                         "loss, which parallelizes itself: use evaluator='serial'")
+    if layout.kind != "array":
+        return TypeError(f"{_REQUIREMENT}; got params of kind {layout.kind}")
+    if layout.dtype != np.float64:
+        return TypeError(f"{_REQUIREMENT}; got params of dtype {layout.dtype}")
+    if len(layout.shapes[0]) != 1:
+        return ValueError(f"{_REQUIREMENT}; got params of shape {layout.shapes[0]}")
+    return None
+
+
+def accepts(f, layout: Layout) -> bool:
+    """Whether :class:`NumbaEvaluator` can evaluate ``f`` on params of ``layout``.
+
+    True for a serial ``@numba.njit`` loss (a ``CPUDispatcher``) of a single 1-D float64 array.
+    """
+    return _requirement_error(f, layout) is None
+
+
+def resolve_n_threads(n_jobs: int) -> int:
+    """Numba threads for ``n_jobs`` in the joblib convention, within ``NUMBA_NUM_THREADS``.
+
+    ``-1`` is every thread numba has, ``-2`` all but one, a positive value that many.
+    """
+    available = numba.config.NUMBA_NUM_THREADS
+    wanted = n_jobs if n_jobs > 0 else available + 1 + n_jobs
+    return max(1, min(wanted, available))
+
+
+def _perturbed_chunks(f, x, coords, offsets, bounds, out, done, first_changed):
+    """``out[k] = f(x + offsets[k] e[coords[k]])`` for ``k`` in the chunks ``bounds``.
+
+    Sets ``done[c] = 1`` when chunk ``c`` finished and ``first_changed[c]`` to the first entry
+    the loss wrote to (its copy of ``x`` differs from ``x``), else -1. Never writes ``x``.
+    """
+    for c in prange(len(bounds) - 1):
+        x_chunk = x.copy()  # once per chunk: threads never share a perturbed vector
+        for k in range(bounds[c], bounds[c + 1]):
+            i = coords[k]
+            xi = x_chunk[i]
+            x_chunk[i] = xi + offsets[k]
+            out[k] = f(x_chunk)
+            x_chunk[i] = xi  # restore the saved value: subtracting the offset would drift
+        first_changed[c] = -1
+        for j in range(len(x)):
+            if x_chunk[j] != x[j]:
+                first_changed[c] = j
+                break
+        done[c] = 1
+
+
+@functools.cache
+def _driver():
+    """The compiled driver, built on first use so that importing fastfd compiles nothing.
+
+    The loss is a ``FunctionType`` argument, not a specialized ``Dispatcher`` type: then the
+    signature does not depend on the loss, one compilation serves every loss and the on-disk
+    cache works (a driver specialized on the dispatcher misses the cache in every new process
+    and writes another cache file each time).
+    """
+    loss = types.FunctionType(types.float64(types.float64[::1]))
+    vector, indices = types.float64[::1], types.int64[::1]
+    signature = types.void(loss, vector, indices, vector, indices, vector, types.uint8[::1],
+                           indices)
+    # The driver's only arithmetic is xi + offset, which must round exactly as the serial
+    # evaluator's does; fast-math flags could only make it differ.
+    options = {**PARALLEL_OPTIONS, "fastmath": False}
+    return numba.njit(signature, **options)(_perturbed_chunks)
+
+
+@contextlib.contextmanager
+def _numba_threads(n_threads: int):
+    """Run numba's parallel regions of this thread on ``n_threads`` threads, then restore."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def chunk_bounds(start: int, stop: int, n_threads: int) -> np.ndarray:
+    """Boundaries of the chunks of ``range(start, stop)``: a multiple of ``n_threads`` chunks,
+    up to ``_CHUNKS_PER_THREAD`` per thread, of at least ``_MIN_CHUNK`` evaluations when the
+    range is long enough."""
+    size = stop - start
+    per_thread = max(1, min(_CHUNKS_PER_THREAD, size // (_MIN_CHUNK * n_threads)))
+    n_chunks = max(1, min(size, n_threads * per_thread))
+    return start + (np.arange(n_chunks + 1, dtype=np.int64) * size) // n_chunks
+
+
+def batch_bounds(n: int, n_threads: int, with_progress: bool) -> list[tuple[int, int]]:
+    """Ranges of perturbations per driver call: one call, or about ``_PROGRESS_BATCHES``
+    calls (each large enough for full chunks) when progress is reported in between."""
+    if not with_progress:
+        return [(0, n)]
+    n_batches = max(1, min(_PROGRESS_BATCHES, n // (_MIN_CHUNK * n_threads)))
+    edges = (np.arange(n_batches + 1) * n) // n_batches
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+class NumbaEvaluator(Evaluator):
+    """Evaluates perturbations of an ``@njit`` loss in a compiled ``prange`` driver.
+
+    The loss must be a serial ``@numba.njit`` function of one flat float64 vector (see
+    :func:`accepts`). Results are bit-identical to :class:`SerialEvaluator`'s.
+
+    Parameters
+    ----------
+    n_jobs : int
+        Numba threads, joblib convention: ``-1`` = all, ``-2`` = all but one, a positive
+        value that many (at most ``numba.config.NUMBA_NUM_THREADS``).
+
+    Examples
+    --------
+    >>> import numba, numpy as np
+    >>> from fastfd._params import flatten
+    >>> @numba.njit
+    ... def loss(x):
+    ...     return np.sum(x * x)
+    >>> layout, x = flatten(np.array([1.0, 2.0]))
+    >>> ev = NumbaEvaluator(n_jobs=2).bind(loss, layout)
+    >>> ev.perturbed_values(x, np.array([0, 1]), np.array([0.5, -1.0]))
+    array([6.25, 2.  ])
+    >>> x
+    array([1., 2.])
+    """
+
+    def __init__(self, n_jobs: int = 1):
+        if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
+            raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all "
+                            f"cores); got {n_jobs!r}")
+        if n_jobs == 0:
+            raise ValueError("n_jobs must be a non-zero int (joblib convention, -1 = all "
+                             "cores); got 0")
+        self.n_jobs = int(n_jobs)
+
+    def __repr__(self) -> str:
+        return f"NumbaEvaluator(n_jobs={self.n_jobs})"
+
+    def bind(self, f, layout: Layout) -> NumbaEvaluator:
+        error = _requirement_error(f, layout)
+        if error is not None:
+            raise error
+        return super().bind(f, layout)
+
+    def perturbed_values(self, x, coords, offsets):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        coords = np.ascontiguousarray(coords, dtype=np.int64)
+        offsets = np.ascontiguousarray(offsets, dtype=np.float64)
+        out = np.full(len(coords), np.nan)
+        if len(coords) == 0:
+            return out
+        n_threads = resolve_n_threads(self.n_jobs)
+        driver = _driver()
+        for start, stop in batch_bounds(len(coords), n_threads, self.progress is not None):
+            bounds = chunk_bounds(start, stop, n_threads)
+            done = np.zeros(len(bounds) - 1, dtype=np.uint8)
+            first_changed = np.full(len(bounds) - 1, -1, dtype=np.int64)
+            try:
+                with _numba_threads(n_threads):
+                    driver(self.f, x, coords, offsets, bounds, out, done, first_changed)
+            except Exception:
+                pass  # the serial re-run of the unfinished chunks raises it with the entry
+            if not done.all():
+                self._rerun_serially(x, coords, offsets, bounds, done, out)
+            self._check_unmodified(first_changed)
+            if self.progress is not None:
+                self.progress(stop - start)
+        return out
+
+    def _rerun_serially(self, x, coords, offsets, bounds, done, out) -> None:
+        """Evaluate the chunks the driver did not finish in Python, on a private copy of
+        ``x``: the loss's exception comes back annotated with the failing entry."""
+        private = x.copy()
+        args = self._args(private)
+        for c in np.flatnonzero(done == 0):
+            part = slice(int(bounds[c]), int(bounds[c + 1]))
+            out[part] = evaluate_coords(self.f, args, private, coords[part], offsets[part],
+                                        self.layout.name)
+
+    def _check_unmodified(self, first_changed: np.ndarray) -> None:
+        changed = first_changed[first_changed >= 0]
+        if changed.size:
+            raise RuntimeError(
+                f"the loss modified its input in place (first at "
+                f"{self.layout.name(int(changed.min()))}); fastfd evaluates it on a private "
+                "copy, so your arrays are unchanged, but the results are meaningless: make the "
+                "loss leave its argument unchanged")

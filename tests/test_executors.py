@@ -1,0 +1,150 @@
+"""Every evaluator gives the serial numbers; errors, dead workers and progress behave."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import fastfd
+from fastfd.executors import JoblibEvaluator, SerialEvaluator
+from tests import naive
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            yield client
+
+
+BACKENDS = ["serial", "threading", "loky", "dask"]
+
+
+def evaluator_for(name):
+    if name == "serial":
+        return SerialEvaluator()
+    return JoblibEvaluator(n_jobs=2, backend=name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "dask":
+        request.getfixturevalue("dask_client")
+    return request.param
+
+
+def problem():
+    params = naive.relu_net_params(d=6, h=5, c=3)
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((12, 6)), rng.integers(0, 3, 12)
+    return params, X, y
+
+
+def relu_loss(p, X, y):
+    return naive.relu_net_loss_and_grad(p, X, y)[0]
+
+
+def test_numerical_gradient_identical_on_every_backend(backend):
+    params, X, y = problem()
+    serial = fastfd.numerical_gradient(lambda p: relu_loss(p, X, y), params)
+    other = fastfd.numerical_gradient(lambda p: relu_loss(p, X, y), params,
+                                      evaluator=evaluator_for(backend))
+    for key in params:
+        np.testing.assert_array_equal(serial[key], other[key])
+
+
+def test_check_identical_on_every_backend(backend):
+    params, X, y = problem()
+    grad = lambda p: naive.relu_net_loss_and_grad(p, X, y, bug="reg_factor")[1]  # noqa: E731
+    kwargs = dict(sample=40, seed=7, directions=2)
+    serial = fastfd.check_gradient(lambda p: relu_loss(p, X, y), grad, params, **kwargs)
+    other = fastfd.check_gradient(lambda p: relu_loss(p, X, y), grad, params,
+                                  evaluator=evaluator_for(backend), **kwargs)
+    a, b = serial.to_dict(), other.to_dict()
+    a.pop("elapsed_s"), b.pop("elapsed_s")
+    assert a == b and serial.verdict == "fail"
+
+
+def test_n_jobs_and_backend_pick_joblib():
+    params, X, y = problem()
+    g1 = fastfd.numerical_gradient(lambda p: relu_loss(p, X, y), params)
+    g2 = fastfd.numerical_gradient(lambda p: relu_loss(p, X, y), params, n_jobs=2)
+    g3 = fastfd.numerical_gradient(lambda p: relu_loss(p, X, y), params, backend="threading")
+    for key in params:
+        np.testing.assert_array_equal(g1[key], g2[key])
+        np.testing.assert_array_equal(g1[key], g3[key])
+
+
+def _raise_at_w1_1_2(p, original):
+    if p["W1"][1, 2] != original:
+        raise ZeroDivisionError("planted failure")
+    return float(np.sum(p["W1"] ** 2))
+
+
+def test_loss_raising_in_a_worker(backend):
+    params, _, _ = problem()
+    before = {k: v.copy() for k, v in params.items()}
+    original = params["W1"][1, 2]
+    with pytest.raises(ZeroDivisionError, match=r"planted failure.*W1\[1, 2\]"):
+        fastfd.numerical_gradient(lambda p: _raise_at_w1_1_2(p, original), params,
+                                  evaluator=evaluator_for(backend))
+    for key in params:
+        np.testing.assert_array_equal(params[key], before[key])
+
+
+def _die_in_worker(p, parent):
+    if os.getpid() != parent:
+        os._exit(3)
+    return float(np.sum(p ** 2))
+
+
+def test_dead_worker_gives_a_clear_error_quickly():
+    x = np.ones(64)
+    began = time.perf_counter()
+    with pytest.raises(RuntimeError, match="worker process died"):
+        fastfd.numerical_gradient(lambda p, parent=os.getpid(): _die_in_worker(p, parent), x,
+                                  n_jobs=2, backend="loky")
+    assert time.perf_counter() - began < 30  # seconds, not a hang
+    np.testing.assert_array_equal(x, np.ones(64))
+
+
+@pytest.mark.parametrize("backend", ["serial", "threading"])  # interrupts reach the caller
+def test_keyboard_interrupt_leaves_params(backend):
+    x = np.linspace(0, 1, 50)
+    before = x.copy()
+    calls = []
+
+    def loss(p):
+        calls.append(1)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+        return float(np.sum(p**2))
+
+    with pytest.raises(KeyboardInterrupt):
+        fastfd.numerical_gradient(loss, x, evaluator=evaluator_for(backend))
+    np.testing.assert_array_equal(x, before)
+
+
+def test_dask_without_client_is_a_clear_error(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    def no_client():
+        raise ValueError("No clients found")
+
+    monkeypatch.setattr(distributed, "get_client", no_client)
+    with pytest.raises(RuntimeError, match="active distributed.Client"):
+        fastfd.numerical_gradient(lambda p: float(p @ p), np.ones(3), backend="dask")
+
+
+@pytest.mark.parametrize("name", ["serial", "loky"])
+def test_progress_bar(capsys, name):
+    x = np.linspace(0, 1, 30)
+    fastfd.numerical_gradient(lambda p: float(p @ p), x, progress=True,
+                              evaluator=evaluator_for(name))
+    err = capsys.readouterr().err
+    assert "60/60" in err and "eval" in err
+    fastfd.numerical_gradient(lambda p: float(p @ p), x, evaluator=evaluator_for(name))
+    assert capsys.readouterr().err == ""
