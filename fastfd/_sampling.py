@@ -88,12 +88,12 @@ def stratified_sample(layout: Layout, k: int, rng: np.random.Generator) -> np.nd
             continue
         picks = _boundary_entries(shape, rng)[: max(1, q // 2)] if shape else [0]
         if q > len(picks):
-            rest = np.setdiff1d(np.arange(size), picks, assume_unique=False)
-            if size > 4 * q and size > 1_000_000:  # avoid O(size) work for huge arrays
+            if size > 4 * q:  # sparse: O(q) work and memory, whatever the array's size
                 rest = _sparse_draw(size, q - len(picks), picks, rng)
             else:
-                rest = rng.choice(rest, size=q - len(picks), replace=False)
-            picks = list(picks) + list(np.asarray(rest).tolist())
+                rest = rng.choice(np.setdiff1d(np.arange(size), picks), size=q - len(picks),
+                                  replace=False)
+            picks = list(picks) + np.asarray(rest).tolist()
         chosen.append(np.asarray(picks, dtype=np.int64) + layout.starts[j])
     return np.unique(np.concatenate(chosen))
 
