@@ -241,12 +241,19 @@ def gather(layout: Layout, leaves: list[np.ndarray], coords: np.ndarray) -> np.n
     return out
 
 
-def dot(layout: Layout, leaves: list[np.ndarray], vec: np.ndarray) -> float:
-    """``sum(values * vec)`` over all entries, array by array (no flat copy)."""
-    return float(
-        sum(np.dot(np.asarray(leaf, dtype=np.float64).reshape(-1), vec[s])
-            for leaf, (_, s) in zip(leaves, layout.slices()))
-    )
+def dot(layout: Layout, leaves: list[np.ndarray], vec: np.ndarray, start: int = 0) -> float:
+    """``sum(values[start:start + len(vec)] * vec)`` over flat entries, array by array.
+
+    ``leaves`` must be C-contiguous (no flat copy is made).
+    """
+    stop = start + len(vec)
+    total = 0.0
+    for leaf, (_, s) in zip(leaves, layout.slices()):
+        lo, hi = max(s.start, start), min(s.stop, stop)
+        if lo < hi:
+            part = leaf.reshape(-1)[lo - s.start:hi - s.start]
+            total += float(np.dot(part.astype(np.float64, copy=False), vec[lo - start:hi - start]))
+    return total
 
 
 def first_difference(layout: Layout, x: np.ndarray, params) -> int | None:

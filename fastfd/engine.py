@@ -33,12 +33,13 @@ AUTO_BUDGET_S = 10.0
 _PROBE_COORDS = 16
 _N_WORST = 5
 _INCONCLUSIVE_WEAK_FRACTION = 0.9
+_LOCALIZE_LIMIT = 8  # wrong entries named per failing direction before bisection stops
 
 
 class _Run:
     """State shared by the steps of one call: layout, private x, evaluator, base value."""
 
-    def __init__(self, f, params, method, evaluator, n_jobs, backend, progress):
+    def __init__(self, f, params, method, evaluator, n_jobs, backend, progress, batched=False):
         if not callable(f):
             raise TypeError(f"f must be a callable loss f(params) -> float; got {type(f).__name__}")
         self.stencil: Stencil = get_stencil(method)
@@ -46,7 +47,7 @@ class _Run:
         self.layout: Layout
         self.layout, self.x = flatten(params, getattr(f, "param_name", "x"))
         self.evaluator: Evaluator = select_evaluator(
-            f, self.layout, evaluator=evaluator, n_jobs=n_jobs, backend=backend
+            f, self.layout, evaluator=evaluator, n_jobs=n_jobs, backend=backend, batched=batched
         )
         self.progress = progress
         self.n_evals = 0
@@ -146,14 +147,17 @@ class _Run:
             for d, fl, hp, hm in zip(deltas, floors, steps_plus, steps_minus)
         ]
 
-    def direction_deltas(self, direction: np.ndarray, scales) -> np.ndarray:
+    def direction_deltas(self, direction: np.ndarray, scales, support=slice(None)):
+        """``f(x + s * direction) - f(x)`` for every scale; ``direction`` is zero outside
+        ``support``."""
         for scale in scales:
-            if not np.any(self.displacement(direction, scale)):
+            if not np.any(self.displacement(direction, scale, support)):
                 raise ValueError(
                     f"step {abs(scale):.3g} along the direction is lost to rounding: "
                     f"params + step * direction == params in {self.layout.dtype}; use a "
                     "larger step (or the default)")
-        values = self.evaluator.direction_values(self.x, direction, np.asarray(scales, float))
+        values = self.evaluator.direction_values(self.x, direction, np.asarray(scales, float),
+                                                 support=support)
         self.n_evals += len(scales)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -163,10 +167,12 @@ class _Run:
             )
         return values - self.f0
 
-    def displacement(self, direction: np.ndarray, scale: float) -> np.ndarray:
-        """What ``x + scale * direction`` really moves after rounding to the params' dtype."""
-        moved = (self.x.astype(np.float64) + scale * direction).astype(self.layout.dtype)
-        return moved.astype(np.float64) - self.x
+    def displacement(self, direction: np.ndarray, scale: float, support=slice(None)):
+        """What ``x + scale * direction`` really moves (on ``support``) after rounding to the
+        params' dtype."""
+        xs = self.x[support]
+        moved = (xs.astype(np.float64) + scale * direction[support]).astype(self.layout.dtype)
+        return moved.astype(np.float64) - xs
 
     def direction_step(self, direction: np.ndarray, step) -> float:
         """Step along ``direction``: a scalar ``step``, else the coordinate rule for its
@@ -219,6 +225,7 @@ def numerical_gradient(
     backend: str | None = None,
     progress: bool = False,
     evaluator: Evaluator | str | None = None,
+    batched: bool = False,
 ):
     """Finite-difference gradient of a scalar loss, with the structure of ``params``.
 
@@ -236,12 +243,29 @@ def numerical_gradient(
         ``EPS**(1/2) * max(1, |x|)`` for one-sided, ``EPS**(1/5) ...`` for ``central4``,
         with ``EPS`` of the params' dtype. Models from :mod:`fastfd.models` use a smaller step
         because they compute differences without cancellation.
-    n_jobs, backend : int, str, optional
-        Parallel evaluation (joblib convention, ``-1`` = all cores).
+    n_jobs : int
+        Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
+        are identical to the serial run whatever the backend.
+    backend : str, optional
+        ``"loky"`` (processes; the default when ``n_jobs != 1``) pays off for losses of about
+        0.1 ms and more: a chunk of hundreds of evaluations costs about a millisecond to
+        schedule, and the loss and ``x`` are sent to each worker once. ``"threading"`` avoids
+        pickling but helps only when the loss releases the GIL (large BLAS calls, numba
+        ``nogil``). ``"dask"`` runs the same chunks on the active ``distributed.Client``
+        (``with distributed.Client(...):`` around the call; ``pip install 'fastfd[dask]'``).
+        An ``@njit`` loss of one flat float64 vector runs in a compiled ``prange`` driver with
+        ``n_jobs`` threads, and models from :mod:`fastfd.models` use their exact incremental
+        evaluator: both are faster than any process pool.
     progress : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (evaluations done / total, rate, ETA); off by default.
     evaluator : Evaluator or str, optional
-        How to evaluate perturbed losses; chosen automatically by default.
+        How to evaluate perturbed losses (an :class:`~fastfd.executors.Evaluator` or one of
+        ``"serial"``, ``"joblib"``, ``"batched"``); chosen automatically by default.
+    batched : bool
+        ``f`` takes a stack of K parameter sets (every array with a leading axis of length K)
+        and returns K losses; perturbations are sent in stacks (a reused buffer, sized to
+        bound memory), which removes the per-call Python overhead that dominates losses of
+        a few microseconds.
 
     Returns
     -------
@@ -256,7 +280,7 @@ def numerical_gradient(
     >>> np.round(g["w"], 6), np.round(g["b"], 6)
     (array([ 2., -4.]), array([1.]))
     """
-    run = _Run(f, params, method, evaluator, n_jobs, backend, progress)
+    run = _Run(f, params, method, evaluator, n_jobs, backend, progress, batched)
     coords = np.arange(run.layout.size)
     estimates, _, _ = run.first_pass(coords, run.nominal_steps(step, coords, run.stencil))
     run.ensure_unmodified()
@@ -317,6 +341,7 @@ def check_gradient(
     backend: str | None = None,
     progress: bool = False,
     evaluator: Evaluator | str | None = None,
+    batched: bool = False,
 ) -> GradientCheck:
     """Compare an analytic gradient with finite differences and give an honest verdict.
 
@@ -354,13 +379,29 @@ def check_gradient(
         to 0 (the rounding floor already acts as an absolute tolerance).
     seed : int
         Seed of the sample and of the random directions.
-    n_jobs, backend : int, str, optional
-        Parallel evaluation (joblib convention, ``-1`` = all cores).
+    n_jobs : int
+        Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
+        are identical to the serial run whatever the backend.
+    backend : str, optional
+        ``"loky"`` (processes; the default when ``n_jobs != 1``) pays off for losses of about
+        0.1 ms and more: a chunk of hundreds of evaluations costs about a millisecond to
+        schedule, and the loss and ``x`` are sent to each worker once. ``"threading"`` avoids
+        pickling but helps only when the loss releases the GIL (large BLAS calls, numba
+        ``nogil``). ``"dask"`` runs the same chunks on the active ``distributed.Client``
+        (``with distributed.Client(...):`` around the call; ``pip install 'fastfd[dask]'``).
+        An ``@njit`` loss of one flat float64 vector runs in a compiled ``prange`` driver with
+        ``n_jobs`` threads, and models from :mod:`fastfd.models` use their exact incremental
+        evaluator: both are faster than any process pool.
     progress : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (evaluations done / total, rate, ETA); off by default.
     evaluator : Evaluator or str, optional
-        How to evaluate perturbed losses; chosen automatically by default (models from
-        :mod:`fastfd.models` bring an exact incremental one).
+        How to evaluate perturbed losses (an :class:`~fastfd.executors.Evaluator` or one of
+        ``"serial"``, ``"joblib"``, ``"batched"``); chosen automatically by default.
+    batched : bool
+        ``f`` takes a stack of K parameter sets (every array with a leading axis of length K)
+        and returns K losses; perturbations are sent in stacks (a reused buffer, sized to
+        bound memory), which removes the per-call Python overhead that dominates losses of
+        a few microseconds.
 
     Returns
     -------
@@ -378,7 +419,7 @@ def check_gradient(
     'fail'
     """
     start = time.perf_counter()
-    run = _Run(f, params, method, evaluator, n_jobs, backend, progress)
+    run = _Run(f, params, method, evaluator, n_jobs, backend, progress, batched)
     layout, x = run.layout, run.x
     rtol = _check_tolerance(rtol, "rtol", default_rtol(layout.dtype))
     atol = _check_tolerance(atol, "atol", 0.0)
@@ -400,22 +441,22 @@ def check_gradient(
     else:
         coords = stratified_sample(layout, sample_k, rng)
 
-    nominal = run.nominal_steps(step, coords, run.stencil)
-    analytic = gather(layout, analytic_leaves, coords)
-    numeric, noise, steps = run.first_pass(coords, nominal)
-    status = np.where(cmp.meets(analytic, numeric, noise, rtol, atol), cmp.PASS, cmp.FAIL)
-    status = status.astype(object)
-    suspects = np.flatnonzero(status != cmp.PASS)
-    if suspects.size:
-        levels = run.ladder(coords[suspects], nominal[suspects])
-        flags = run.evaluator.kink_flags(x, coords[suspects], levels[-1].step)
-        s_status, s_numeric, s_noise = cmp.refine(analytic[suspects], levels, rtol, atol, flags)
-        status[suspects], numeric[suspects], noise[suspects] = s_status, s_numeric, s_noise
-
-    direction_entries = _check_directions(run, analytic_leaves, directions, seed, step, rtol, atol)
+    analytic, numeric, noise, status, steps = _check_coords(
+        run, analytic_leaves, coords, step, rtol, atol)
+    direction_entries, localized = _check_directions(
+        run, analytic_leaves, directions, seed, step, rtol, atol)
+    if localized.size:
+        reasons.append(
+            f"a failing direction was localized by bisection to {localized.size} "
+            f"entr{'y' if localized.size == 1 else 'ies'}: {', '.join(layout.names(localized))}")
+        localized_entries = _entries(layout, localized, *_check_coords(
+            run, analytic_leaves, localized, step, rtol, atol)[:4])
+    else:
+        localized_entries = ()
     run.ensure_unmodified()
     return _report(
         run, coords, analytic, numeric, noise, status, steps, direction_entries,
+        localized_entries,
         rtol=rtol, atol=atol, sampled=sample_k is not None, reasons=reasons,
         elapsed=time.perf_counter() - start,
     )
@@ -433,8 +474,10 @@ def _analytic(run: _Run, grad) -> list[np.ndarray]:
                                     layout.slices()):
                 x[s] = leaf.reshape(-1)
     leaves = checked_leaves(layout, grad, "gradient")
-    # a gradient that aliases the buffer would change under the perturbations: copy it
-    return [np.array(leaf) if np.shares_memory(leaf, x) else leaf for leaf in leaves]
+    # a gradient aliasing the buffer would change under the perturbations: copy it; and keep
+    # every array contiguous so partial dot products never copy whole arrays
+    return [np.array(leaf) if np.shares_memory(leaf, x) else np.ascontiguousarray(leaf)
+            for leaf in leaves]
 
 
 def _auto_sample(run: _Run, step, reasons: list[str]):
@@ -470,41 +513,103 @@ def _auto_sample(run: _Run, step, reasons: list[str]):
     return k
 
 
-def _check_directions(run: _Run, analytic_leaves, m: int, seed: int, step, rtol, atol):
-    """Judge ``m`` random unit directions like coordinates; returns report entries.
+def _judge_direction(run: _Run, analytic_leaves, v: np.ndarray, step, rtol, atol,
+                     support: slice | None = None):
+    """``(analytic, numeric, status)`` of the directional derivative along ``v`` (restricted
+    to the block ``support`` of coordinates when given).
 
     The analytic side is ``g . (d+ + d-) / 2s`` with the displacements ``d+-`` really taken
     after rounding, so float32 rounding of ``x + s v`` does not masquerade as a wrong gradient.
+    Suspects go down the same step ladder as coordinates.
     """
-    entries = []
+    support = slice(0, run.layout.size) if support is None else support
+    t = run.direction_step(v[support], step)
+    levels, a_levels = [], []
+    for j in range(LADDER_LEVELS):
+        s = t / LADDER_RATIO**j
+        dp, dm = run.direction_deltas(v, [s, -s], support)
+        span = run.displacement(v, s, support) - run.displacement(v, -s, support)
+        a_levels.append(dot(run.layout, analytic_leaves, span, support.start) / (2 * s))
+        levels.append(quotients(
+            np.array([dp]), np.array([dm]), np.array([s]), np.array([s]),
+            value_floor(run.f0, dp, run.eps_loss), value_floor(run.f0, dm, run.eps_loss),
+        ))
+        if j == 0 and cmp.meets(a_levels[0], levels[0].central, levels[0].noise_central,
+                                rtol, atol)[0]:
+            return float(a_levels[0]), float(levels[0].central[0]), cmp.PASS
+    status, numeric, _ = cmp.refine(np.array(a_levels)[:, None], levels, rtol, atol)
+    return float(a_levels[0]), float(numeric[0]), str(status[0])
+
+
+def _localize(run: _Run, analytic_leaves, v: np.ndarray, step, rtol, atol,
+              limit: int = _LOCALIZE_LIMIT) -> list[int]:
+    """Flat indices of wrong entries behind a failing direction ``v``, by bisection.
+
+    The directional error along ``v`` restricted to a block of coordinates is the sum of the
+    wrong entries' errors in that block (times ``v``), so testing both halves of every failing
+    block finds ``k`` wrong entries with O(k log P) directional checks.
+    """
+    found: list[int] = []
+    blocks = [(0, run.layout.size)]
+    while blocks and len(found) < limit:
+        lo, hi = blocks.pop()
+        if hi - lo == 1:
+            found.append(lo)
+            continue
+        mid = (lo + hi) // 2
+        for a, b in ((mid, hi), (lo, mid)):  # the lower half is popped first
+            verdict = _judge_direction(run, analytic_leaves, v, step, rtol, atol, slice(a, b))[2]
+            if verdict == cmp.FAIL:
+                blocks.append((a, b))
+    return sorted(found)
+
+
+def _check_directions(run: _Run, analytic_leaves, m: int, seed: int, step, rtol, atol):
+    """Judge ``m`` random unit directions; localize the wrong entries behind failing ones.
+
+    Returns the direction entries and the flat indices localized.
+    """
+    entries, localized = [], []
     rng = np.random.default_rng([int(seed), 1])  # its own stream: the sample is unaffected
     for index, v in enumerate(random_directions(run.layout.size, m, rng)):
-        t = run.direction_step(v, step)
-        levels, a_levels = [], []
-        for j in range(LADDER_LEVELS):
-            s = t / LADDER_RATIO**j
-            dp, dm = run.direction_deltas(v, [s, -s])
-            span = run.displacement(v, s) - run.displacement(v, -s)
-            a_levels.append(dot(run.layout, analytic_leaves, span) / (2 * s))
-            levels.append(quotients(
-                np.array([dp]), np.array([dm]), np.array([s]), np.array([s]),
-                value_floor(run.f0, dp, run.eps_loss), value_floor(run.f0, dm, run.eps_loss),
-            ))
-            if j == 0 and cmp.meets(a_levels[0], levels[0].central, levels[0].noise_central,
-                                    rtol, atol)[0]:
-                break
-        if len(levels) == 1:
-            status, numeric = cmp.PASS, float(levels[0].central[0])
-        else:
-            st, num, _ = cmp.refine(np.array(a_levels)[:, None], levels, rtol, atol)
-            status, numeric = str(st[0]), float(num[0])
-        a = float(a_levels[0])
+        a, numeric, status = _judge_direction(run, analytic_leaves, v, step, rtol, atol)
         rel = float(cmp.relative_error(np.array([a]), np.array([numeric]))[0])
         entries.append(Entry(f"direction {index}", a, numeric, abs(a - numeric), rel, status))
-    return entries
+        if status == cmp.FAIL and not localized:
+            localized = _localize(run, analytic_leaves, v, step, rtol, atol)
+    return entries, np.array(localized, dtype=np.int64)
 
 
-def _report(run, coords, analytic, numeric, noise, status, steps, direction_entries, *,
+def _check_coords(run: _Run, analytic_leaves, coords, step, rtol, atol):
+    """First pass at ``coords``, then the step ladder for suspects.
+
+    Returns ``(analytic, numeric, noise, status, steps)`` arrays over ``coords``.
+    """
+    nominal = run.nominal_steps(step, coords, run.stencil)
+    analytic = gather(run.layout, analytic_leaves, coords)
+    numeric, noise, steps = run.first_pass(coords, nominal)
+    status = np.where(cmp.meets(analytic, numeric, noise, rtol, atol), cmp.PASS, cmp.FAIL)
+    status = status.astype(object)
+    suspects = np.flatnonzero(status != cmp.PASS)
+    if suspects.size:
+        levels = run.ladder(coords[suspects], nominal[suspects])
+        flags = run.evaluator.kink_flags(run.x, coords[suspects], levels[-1].step)
+        s_status, s_numeric, s_noise = cmp.refine(analytic[suspects], levels, rtol, atol, flags)
+        status[suspects], numeric[suspects], noise[suspects] = s_status, s_numeric, s_noise
+    return analytic, numeric, noise, status, steps
+
+
+def _entries(layout, coords, analytic, numeric, noise, status):
+    """Report entries for ``coords`` (names, values, errors, statuses)."""
+    rel = cmp.relative_error(analytic, numeric)
+    return tuple(
+        Entry(layout.name(c), float(a), float(n), float(abs(a - n)), float(r), str(st))
+        for c, a, n, r, st in zip(coords, analytic, numeric, rel, status)
+    )
+
+
+def _report(run, coords, analytic, numeric, noise, status, steps, direction_entries,
+            localized, *,
             rtol, atol, sampled, reasons, elapsed) -> GradientCheck:
     layout = run.layout
     is_kink = status == cmp.KINK
@@ -561,11 +666,9 @@ def _report(run, coords, analytic, numeric, noise, status, steps, direction_entr
         cmp.tolerance(analytic, numeric, rtol, atol, noise), np.finfo(float).tiny)
     score[is_kink] = -1.0
     worst_idx = [i for i in np.argsort(-score, kind="stable")[:_N_WORST] if score[i] >= 0]
-    worst = tuple(
-        Entry(layout.name(coords[i]), float(analytic[i]), float(numeric[i]),
-              float(abs(analytic[i] - numeric[i])), float(rel[i]), str(status[i]))
-        for i in worst_idx
-    )
+    worst_idx = np.array(worst_idx, dtype=np.int64)
+    worst = _entries(layout, coords[worst_idx], analytic[worst_idx], numeric[worst_idx],
+                     noise[worst_idx], status[worst_idx])
     owner = layout.array_of(coords)
     arrays = []
     for j in range(layout.n_arrays):
@@ -594,7 +697,8 @@ def _report(run, coords, analytic, numeric, noise, status, steps, direction_entr
         sign_agreement=sign_agreement,
         worst=worst,
         kinks=tuple(layout.names(coords[is_kink])),
-        failed=tuple(layout.names(coords[failed])) + tuple(dir_failed),
+        failed=tuple(layout.names(coords[failed])) + tuple(dir_failed)
+        + tuple(e.name for e in localized if e.status == cmp.FAIL),
         unresolved=tuple(layout.names(coords[unresolved]))
         + tuple(e.name for e in direction_entries if e.status == cmp.UNRESOLVED),
         rtol=rtol,
@@ -606,5 +710,6 @@ def _report(run, coords, analytic, numeric, noise, status, steps, direction_entr
         sampled=sampled,
         arrays=tuple(arrays),
         directions=tuple(direction_entries),
+        localized=localized,
         dtype=str(layout.dtype),
     )

@@ -73,6 +73,9 @@ class GradientCheck:
         Per parameter array.
     directions : tuple of Entry
         Random-direction checks (``g . v`` vs the directional difference).
+    localized : tuple of Entry
+        Entries found behind a failing direction by bisection (group testing), each
+        re-checked as a coordinate.
     dtype : str
         Dtype of the parameters.
     """
@@ -98,6 +101,7 @@ class GradientCheck:
     sampled: bool
     arrays: tuple[ArraySummary, ...] = field(default=())
     directions: tuple[Entry, ...] = field(default=())
+    localized: tuple[Entry, ...] = field(default=())
     dtype: str = "float64"
 
     @property
@@ -142,6 +146,9 @@ class GradientCheck:
         if self.directions:
             lines.append(f"  random directions ({len(self.directions)}):")
             lines.extend(_table(self.directions))
+        if self.localized:
+            lines.append("  localized behind a failing direction:")
+            lines.extend(_table(self.localized))
         if len(self.arrays) > 1:
             lines.append("  per array:")
             for s in self.arrays:

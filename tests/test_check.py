@@ -242,3 +242,32 @@ def test_assert_gradient_close():
     assert assert_gradient_close(f, grad, W).passed
     with pytest.raises(AssertionError, match="FAIL"):
         assert_gradient_close(f, lambda w: -grad(w), W)
+
+
+def test_failing_direction_is_localized_to_the_wrong_entry():
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((300, 333)), "b": rng.standard_normal(50)}
+    loss = lambda p: 0.5 * sum(float(v.reshape(-1) @ v.reshape(-1)) for v in p.values())  # noqa: E731
+
+    def grad(p):
+        g = {k: v.copy() for k, v in p.items()}
+        g["W"][123, 45] += 0.5
+        return g
+
+    result = fastfd.check_gradient(loss, grad, params, sample=20, directions=1, seed=2)
+    assert "W[123, 45]" not in [e.name for e in result.worst]  # the sample missed it
+    assert result.verdict == "fail"
+    assert [e.name for e in result.localized] == ["W[123, 45]"]
+    assert result.localized[0].status == "fail"
+    assert result.localized[0].abs_error == pytest.approx(0.5, rel=1e-3)
+    assert "W[123, 45]" in result.failed and "W[123, 45]" in str(result)
+    # O(k log P) directional checks: about 2 halves x 2 evaluations per level
+    assert result.n_evals < 1 + 2 * result.n_checked + 8 * 4 * 18
+
+
+def test_two_wrong_entries_are_both_localized():
+    x = np.linspace(-1, 1, 4096)
+    grad = 2 * x
+    grad[[17, 3000]] += [0.3, -0.2]
+    result = fastfd.check_gradient(lambda v: float(v @ v), grad, x, sample=10, directions=1)
+    assert [e.name for e in result.localized] == ["x[17]", "x[3000]"]

@@ -12,15 +12,22 @@ import numpy as np
 
 from .._params import Layout
 from ._base import Evaluator, SerialEvaluator
+from ._batched import BatchedEvaluator
 from ._joblib import JoblibEvaluator
 
-__all__ = ["Evaluator", "JoblibEvaluator", "SerialEvaluator", "select_evaluator"]
+__all__ = [
+    "BatchedEvaluator",
+    "Evaluator",
+    "JoblibEvaluator",
+    "SerialEvaluator",
+    "select_evaluator",
+]
 
-_NAMED = {"serial": SerialEvaluator, "joblib": JoblibEvaluator}
+_NAMED = {"serial": SerialEvaluator, "joblib": JoblibEvaluator, "batched": BatchedEvaluator}
 
 
 def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int = 1,
-                     backend: str | None = None) -> Evaluator:
+                     backend: str | None = None, batched: bool = False) -> Evaluator:
     """The evaluator for ``f``: an explicit choice, else the model's own, else joblib when
     ``n_jobs != 1`` or a ``backend`` is named, else serial.
     """
@@ -31,6 +38,15 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
         raise ValueError("n_jobs must be a non-zero int (joblib convention, -1 = all cores); got 0")
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be None or a joblib backend name; got {backend!r}")
+    if not isinstance(batched, (bool, np.bool_)):
+        raise TypeError(f"batched must be True or False; got {batched!r}")
+    if batched:
+        if n_jobs != 1 or backend is not None:
+            raise ValueError("batched=True evaluates stacks in this process; drop n_jobs/backend")
+        if evaluator is not None and not isinstance(evaluator, BatchedEvaluator):
+            raise ValueError("batched=True picks the BatchedEvaluator; pass batched=True or "
+                             "evaluator=, not both")
+        return (evaluator or BatchedEvaluator()).bind(f, layout)
     if isinstance(evaluator, Evaluator):
         return evaluator.bind(f, layout)
     if isinstance(evaluator, str):

@@ -16,9 +16,10 @@ from .._params import Layout
 from ._base import Evaluator, annotate
 
 DEFAULT_MAX_STACK = 1024
-# With max_stack=None a stack also stays within about an L2 cache: on the logistic-regression
-# benchmark (P=650) stacks of 128..512 rows (0.7..2.7 MB) ran 1.45x faster than 1024 rows.
-DEFAULT_STACK_BYTES = 2 * 2**20
+# With max_stack=None a stack also stays about cache-sized, and so do the loss's stacked
+# temporaries: on the logistic-regression benchmark (P=650) stacks of 150..320 rows
+# (0.8..1.7 MB) ran about 1.5x faster than stacks of 650..1024 rows.
+DEFAULT_STACK_BYTES = 2**20
 
 
 def _stacked_views(layout: Layout, buffer: np.ndarray) -> list[np.ndarray]:
@@ -52,8 +53,18 @@ def _batch_losses(result, k: int) -> np.ndarray:
     return values
 
 
-def _note_read_only(error: BaseException) -> None:
-    if isinstance(error, ValueError) and "read-only" in str(error) and hasattr(error, "add_note"):
+def _check_positive_int(name: str, value, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    allowed = "None or a positive int" if allow_none else "a positive int"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {allowed}; got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+
+
+def _note_read_only(error: ValueError) -> None:
+    if "read-only" in str(error) and hasattr(error, "add_note"):
         error.add_note("fastfd: the stacked parameters are read-only; a batched loss must not "
                        "modify its argument in place")
 
@@ -87,7 +98,7 @@ class BatchedEvaluator(Evaluator):
     ----------
     max_stack : int, optional
         Most parameter sets per call. Default: up to 1024, fewer where a stack would pass
-        ``DEFAULT_STACK_BYTES`` (2 MiB), so the loss's stacked temporaries stay in cache.
+        ``DEFAULT_STACK_BYTES`` (1 MiB), so the loss's stacked temporaries stay in cache.
     max_bytes : int
         Hard memory cap of the stack buffer; K is at least 1 whatever the caps.
 
@@ -112,14 +123,8 @@ class BatchedEvaluator(Evaluator):
     """
 
     def __init__(self, max_stack: int | None = None, max_bytes: int = 64 * 2**20):
-        if max_stack is not None and (
-            isinstance(max_stack, (bool, np.bool_)) or not isinstance(max_stack, (int, np.integer))
-            or max_stack < 1
-        ):
-            raise ValueError(f"max_stack must be None or a positive int; got {max_stack!r}")
-        if (isinstance(max_bytes, (bool, np.bool_)) or not isinstance(max_bytes, (int, np.integer))
-                or max_bytes < 1):
-            raise ValueError(f"max_bytes must be a positive int; got {max_bytes!r}")
+        _check_positive_int("max_stack", max_stack, allow_none=True)
+        _check_positive_int("max_bytes", max_bytes, allow_none=False)
         self.max_stack = None if max_stack is None else int(max_stack)
         self.max_bytes = int(max_bytes)
         self._stack: _Stack | None = None
@@ -144,7 +149,12 @@ class BatchedEvaluator(Evaluator):
         return max(1, min(n, cap, self.max_bytes // row_bytes))
 
     def _call(self, arrays: list[np.ndarray], k: int) -> np.ndarray:
-        return _batch_losses(self.f(self.layout._pack(arrays)), k)
+        try:
+            result = self.f(self.layout._pack(arrays))  # a fresh container per call
+        except ValueError as error:
+            _note_read_only(error)
+            raise
+        return _batch_losses(result, k)
 
     def value(self, x: np.ndarray):
         """``f`` at ``x`` from a stack of one (a read-only view of ``x``), dtype kept."""
@@ -184,7 +194,6 @@ class BatchedEvaluator(Evaluator):
             except Exception as error:
                 name = self.layout.name
                 annotate(error, f"entries {name(cols[0])} .. {name(cols[-1])} (stack of {k})")
-                _note_read_only(error)
                 raise
             finally:
                 buffer[rows, cols] = original
@@ -192,22 +201,27 @@ class BatchedEvaluator(Evaluator):
                 self.progress(k)
         return out
 
-    def direction_values(self, x: np.ndarray, direction: np.ndarray, scales) -> np.ndarray:
-        """``f(x + s * direction)`` (rounded to the dtype of ``x``) for every scale, stacked."""
+    def direction_values(self, x: np.ndarray, direction: np.ndarray, scales,
+                         support: slice | None = None) -> np.ndarray:
+        """``f(x + s * direction)`` (rounded to the dtype of ``x``) for every scale, stacked.
+
+        ``direction`` is zero outside ``support`` (a slice of ``x``, default all).
+        """
+        support = slice(None) if support is None else support
         scales = np.asarray(scales, dtype=np.float64)
         out = np.empty(len(scales), dtype=np.float64)
         size = self.stack_size(len(scales))
         for begin in range(0, len(scales), size):
             part = scales[begin:begin + size]
             rows = np.empty((len(part), self.layout.size), dtype=self.layout.dtype)
+            rows[:] = x
             for r, s in enumerate(part):
-                np.add(x, s * direction, out=rows[r], casting="unsafe")
+                np.add(x[support], s * direction[support], out=rows[r, support], casting="unsafe")
             try:
                 out[begin:begin + len(part)] = self._call(_stacked_views(self.layout, rows),
                                                           len(part))
             except Exception as error:
                 listed = ", ".join(f"{s:.3g}" for s in part)
                 annotate(error, f"x + s * direction for s in [{listed}]")
-                _note_read_only(error)
                 raise
         return out

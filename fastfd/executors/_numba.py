@@ -6,13 +6,17 @@ into chunks, each chunk perturbs its own copy of ``x`` (made once per chunk) and
 on numba's thread pool.
 
 The loss is passed to the driver as a first-class function (``FunctionType``), so one compiled
-driver serves every loss, can be cached on disk, and calls exactly the machine code that Python
-calls: the results are bit-identical to :class:`~fastfd.executors.SerialEvaluator`'s.
+driver serves every loss, can be cached on disk, and calls the machine code that Python calls:
+the results are bit-identical to :class:`~fastfd.executors.SerialEvaluator`'s. (A loss that
+returns float32 or an integer goes through a small compiled wrapper converting the result to
+float64 exactly, as ``float()`` does.)
 
 An exception raised by the loss inside a worker thread is dropped by numba (its thread just
 stops). Each chunk therefore reports that it finished; chunks that did not are re-run serially
 through :func:`~fastfd.executors._base.evaluate_coords`, which raises the loss's own error
-naming the entry (``x[3] +1e-05``).
+naming the entry (``x[3] +1e-05``). Each chunk also checks that the loss left its copy of
+``x`` as it found it: a loss writing to its input is reported, as the engine does for the
+serial evaluator.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import numpy as np
 from numba import prange, types
 from numba.core.registry import CPUDispatcher
 
-from ..kernels._config import PARALLEL_OPTIONS
 from .._params import Layout
+from ..kernels._config import PARALLEL_OPTIONS
 from ._base import Evaluator, evaluate_coords
 
 __all__ = ["NumbaEvaluator", "accepts"]
@@ -42,9 +46,15 @@ _PROGRESS_BATCHES = 20  # driver calls per perturbed_values when progress is on
 def _requirement_error(f, layout: Layout) -> Exception | None:
     """The error :meth:`NumbaEvaluator.bind` raises for ``f`` and ``layout``, None if they fit."""
     if not isinstance(f, CPUDispatcher):
-        return TypeError(f"{_REQUIREMENT}; got a loss of type {type(f).__name__} (decorate it "
-                         "with @numba.njit, or use evaluator='serial')")
-    if f.targetoptions.get("parallel"):
+        if not (numba.config.DISABLE_JIT and callable(f)):
+            return TypeError(f"{_REQUIREMENT}; got a loss of type {type(f).__name__} "
+                             "(decorate it with @numba.njit, or use evaluator='serial')")
+    elif not getattr(f, "_can_compile", True) and (types.float64[::1],) not in f.signatures:
+        compiled = ", ".join(str(sig) for sig in f.nopython_signatures)
+        return TypeError(f"{_REQUIREMENT}; got a loss compiled only for {compiled} "
+                         "(compilation disabled by explicit signatures): add the signature "
+                         "'float64(float64[::1])', or use evaluator='serial'")
+    elif f.targetoptions.get("parallel"):
         # its own prange inside our prange would oversubscribe the cores
         return TypeError(f"{_REQUIREMENT}, compiled without parallel=True; got a parallel "
                          "loss, which parallelizes itself: use evaluator='serial'")
@@ -61,8 +71,11 @@ def accepts(f, layout: Layout) -> bool:
     """Whether :class:`NumbaEvaluator` can evaluate ``f`` on params of ``layout``.
 
     True for a serial ``@numba.njit`` loss (a ``CPUDispatcher``) of a single 1-D float64 array.
+    Under ``NUMBA_DISABLE_JIT=1`` it is False for every loss, so plain losses stay on the serial
+    evaluator, while :meth:`NumbaEvaluator.bind` takes any callable: the driver then runs as
+    Python, which is how the coverage run reaches its code.
     """
-    return _requirement_error(f, layout) is None
+    return isinstance(f, CPUDispatcher) and _requirement_error(f, layout) is None
 
 
 def resolve_n_threads(n_jobs: int) -> int:
@@ -116,14 +129,51 @@ def _driver():
     return numba.njit(signature, **options)(_perturbed_chunks)
 
 
+def _float64_loss(f):
+    """The loss as the driver calls it, or None when it cannot (the serial path then runs and
+    raises the loss's own error).
+
+    The driver's signature fixes a float64 result: a loss returning another real type gets
+    a compiled wrapper converting it exactly, as ``float()`` does in the serial evaluator.
+    """
+    if not isinstance(f, CPUDispatcher):
+        return f  # NUMBA_DISABLE_JIT: the driver is Python too
+    return _float64_adapter(f)
+
+
+@functools.lru_cache(maxsize=32)
+def _float64_adapter(f):
+    vector = (types.float64[::1],)
+    try:
+        f.compile(vector)  # a no-op once the engine has called the loss on x
+    except Exception:
+        return None
+    result = f.overloads[vector].signature.return_type
+    if result == types.float64:
+        return f
+    if not isinstance(result, (types.Float, types.Integer)):
+        return None  # not a real scalar: the serial path raises a clear TypeError
+
+    @numba.njit
+    def loss_as_float64(x):
+        return np.float64(f(x))
+
+    return loss_as_float64
+
+
 @contextlib.contextmanager
 def _numba_threads(n_threads: int):
-    """Run numba's parallel regions of this thread on ``n_threads`` threads, then restore."""
+    """Run numba's parallel regions of this thread on ``n_threads`` threads, handing out
+    chunks one at a time (dynamic scheduling), then restore both settings."""
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
+    # Static scheduling would give each thread a fixed share: one thread on a core that
+    # another process also uses would hold up the whole call.
+    previous_chunksize = numba.set_parallel_chunksize(1)
     try:
         yield
     finally:
+        numba.set_parallel_chunksize(previous_chunksize)
         numba.set_num_threads(previous)
 
 
@@ -194,22 +244,30 @@ class NumbaEvaluator(Evaluator):
 
     def perturbed_values(self, x, coords, offsets):
         x = np.ascontiguousarray(x, dtype=np.float64)
-        coords = np.ascontiguousarray(coords, dtype=np.int64)
-        offsets = np.ascontiguousarray(offsets, dtype=np.float64)
+        coords = np.ascontiguousarray(coords, dtype=np.int64).reshape(-1)
+        offsets = np.ascontiguousarray(offsets, dtype=np.float64).reshape(-1)
+        if len(offsets) != len(coords):
+            raise ValueError(f"offsets must have one value per coordinate; got {len(offsets)} "
+                             f"offsets for {len(coords)} coords")
         out = np.full(len(coords), np.nan)
         if len(coords) == 0:
             return out
+        # the compiled driver does not check bounds
+        if coords.min() < 0 or coords.max() >= len(x):
+            raise IndexError(f"coords must lie in [0, {len(x)}); got values from "
+                             f"{coords.min()} to {coords.max()}")
         n_threads = resolve_n_threads(self.n_jobs)
-        driver = _driver()
+        driver, loss = _driver(), _float64_loss(self.f)
         for start, stop in batch_bounds(len(coords), n_threads, self.progress is not None):
             bounds = chunk_bounds(start, stop, n_threads)
             done = np.zeros(len(bounds) - 1, dtype=np.uint8)
             first_changed = np.full(len(bounds) - 1, -1, dtype=np.int64)
-            try:
-                with _numba_threads(n_threads):
-                    driver(self.f, x, coords, offsets, bounds, out, done, first_changed)
-            except Exception:
-                pass  # the serial re-run of the unfinished chunks raises it with the entry
+            if loss is not None:
+                try:
+                    with _numba_threads(n_threads):
+                        driver(loss, x, coords, offsets, bounds, out, done, first_changed)
+                except Exception:
+                    pass  # the serial re-run of the unfinished chunks raises it with the entry
             if not done.all():
                 self._rerun_serially(x, coords, offsets, bounds, done, out)
             self._check_unmodified(first_changed)
