@@ -20,7 +20,8 @@ SCALE: dict[str, float] = {}  # multiply a key's time by this before comparing (
 TARGETS = [
     ("engine overhead per evaluation vs textbook loop, 1 ms-class numpy loss",
      "engine_per_eval", "loop_per_eval", 1.05, "max"),
-    ("numba softmax loss+grad / numpy reference", "numba_softmax_lg", "numpy_softmax_lg", 1.0, "max"),
+    ("numba softmax loss+grad / numpy reference",
+     "numba_softmax_lg", "numpy_softmax_lg", 1.0, "max"),
     ("numba SVM loss+grad / numpy reference", "numba_svm_lg", "numpy_svm_lg", 1.0, "max"),
     ("full numerical gradient via LinearSoftmax / one numpy analytic gradient",
      "model_softmax_full", "numpy_softmax_lg", 25.0, "max"),

@@ -4,6 +4,8 @@ Public API
 ----------
 numerical_gradient, directional_derivative, check_gradient
     The finite-difference engine and the gradient check.
+step_sweep, taylor_test
+    Diagnostics: error vs step (truncation and rounding regimes), Taylor remainder slopes.
 GradientCheck
     The immutable result of a check.
 testing.assert_gradient_close
@@ -13,6 +15,7 @@ models.LinearSoftmax, models.LinearSVM
 """
 
 from . import models, testing
+from .diagnostics import Regime, StepSweep, TaylorTest, step_sweep, taylor_test
 from .engine import check_gradient, directional_derivative, numerical_gradient
 from .report import GradientCheck
 
@@ -20,9 +23,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GradientCheck",
+    "Regime",
+    "StepSweep",
+    "TaylorTest",
     "check_gradient",
     "directional_derivative",
     "numerical_gradient",
+    "step_sweep",
+    "taylor_test",
     "models",
     "testing",
 ]

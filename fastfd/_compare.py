@@ -62,8 +62,8 @@ def refine(a_levels, levels: list[Quotients], rtol: float, atol: float, kink_fla
         Its rounding floor.
     """
     n_levels = len(levels)
-    a_levels = np.broadcast_to(np.asarray(a_levels, dtype=float), (n_levels, len(levels[0].central)))
-    size = a_levels.shape[1]
+    size = len(levels[0].central)
+    a_levels = np.broadcast_to(np.asarray(a_levels, dtype=float), (n_levels, size))
     status = np.full(size, UNRESOLVED, dtype=object)
     numeric = levels[-1].central.copy()
     noise = levels[-1].noise_central.copy()
@@ -80,7 +80,8 @@ def refine(a_levels, levels: list[Quotients], rtol: float, atol: float, kink_fla
         if j > 0:
             prev = levels[j - 1]
             candidates.append(
-                (richardson(q.central, prev.central), (16 * q.noise_central + prev.noise_central) / 15)
+                (richardson(q.central, prev.central),
+                 (16 * q.noise_central + prev.noise_central) / 15)
             )
         for est, est_noise in candidates:
             ok = open_ & meets(a, est, est_noise, rtol, atol) & (moved if j > 0 else True)
@@ -93,7 +94,8 @@ def refine(a_levels, levels: list[Quotients], rtol: float, atol: float, kink_fla
     if kink_flags is not None:
         kink = np.asarray(kink_flags, dtype=bool)
     else:
-        resolved_gap = gaps[-1] > tolerance(last.forward, last.backward, rtol, atol, 2 * last.noise_side)
+        resolved_gap = gaps[-1] > tolerance(last.forward, last.backward, rtol, atol,
+                                            2 * last.noise_side)
         persists = np.ones(size, dtype=bool)
         for j in range(max(1, n_levels - 2), n_levels):
             persists &= gaps[j] > _KINK_GAP_RATIO * gaps[j - 1]
@@ -116,7 +118,8 @@ def refine(a_levels, levels: list[Quotients], rtol: float, atol: float, kink_fla
         agree = spread <= tolerance(q.central, prev.central, rtol, atol,
                                     q.noise_central + prev.noise_central)
         clearly_off = np.abs(a - q.central) > np.maximum(
-            _FAIL_MARGIN * spread, tolerance(a, q.central, rtol, atol, _FAIL_MARGIN * q.noise_central)
+            _FAIL_MARGIN * spread,
+            tolerance(a, q.central, rtol, atol, _FAIL_MARGIN * q.noise_central),
         )
         bad = open_ & agree & clearly_off
         status[bad], numeric[bad], noise[bad] = FAIL, q.central[bad], q.noise_central[bad]

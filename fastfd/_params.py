@@ -34,7 +34,7 @@ class Layout:
         return len(self.shapes)
 
     def array_label(self, j: int) -> str:
-        """Name of parameter array ``j``: the dict key, ``[j]`` for sequences, ``x`` for an array."""
+        """Name of parameter array ``j``: the dict key, ``[j]`` for sequences, else the label."""
         if self.kind == "dict":
             return str(self.keys[j])
         if self.kind == "array":
@@ -125,7 +125,8 @@ def _leaves(values, what: str, expected: Layout | None = None) -> list[np.ndarra
         if {kind, expected.kind} <= {"list", "tuple"}:
             kind = expected.kind
         if kind != expected.kind:
-            raise TypeError(f"{what} must have the structure of params ({expected.kind}); got {kind}")
+            raise TypeError(
+                f"{what} must have the structure of params ({expected.kind}); got {kind}")
         if kind == "dict" and set(keys) != set(expected.keys):
             missing = [k for k in expected.keys if k not in values]
             extra = [k for k in keys if k not in expected.keys]

@@ -16,7 +16,8 @@ def parse_sample(sample, n_params: int):
     if isinstance(sample, str):
         if sample == "auto":
             return "auto"
-        raise ValueError(f"sample must be 'auto', 'all', None, an int or a fraction; got {sample!r}")
+        raise ValueError(
+            f"sample must be 'auto', 'all', None, an int or a fraction; got {sample!r}")
     if isinstance(sample, (bool, np.bool_)):
         raise TypeError(f"sample must be 'auto', 'all', None, an int or a fraction; got {sample!r}")
     if isinstance(sample, (int, np.integer)):

@@ -6,6 +6,7 @@ Exit codes: 0 pass, 1 fail, 2 inconclusive, 3 usage or input error.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 
@@ -33,9 +34,9 @@ def demo(n_baseline: int = 300, out=None) -> int:
           f"(3072 pixel-like features + bias), C={W.shape[1]} classes: {W.size:,} weights, "
           f"reg={reg:g}\n", file=out)
     ok = True
-    for title, Model, loss_and_grad in (
-        ("softmax", LinearSoftmax, reference.softmax_loss_and_grad),
-        ("SVM", LinearSVM, reference.svm_loss_and_grad),
+    for title, Model, loss_and_grad, loss in (
+        ("softmax", LinearSoftmax, reference.softmax_loss_and_grad, reference.softmax_loss),
+        ("SVM", LinearSVM, reference.svm_loss_and_grad, reference.svm_loss),
     ):
         model = Model(X, y, reg)
         model(W)  # compile (or load cached) kernels outside the timings
@@ -55,7 +56,7 @@ def demo(n_baseline: int = 300, out=None) -> int:
 
         coords = np.random.default_rng(0).choice(W.size, n_baseline, replace=False)
         began = time.perf_counter()
-        centered_on_coords(lambda w: loss_and_grad(w, X, y, reg)[0], W.copy(), coords)
+        centered_on_coords(functools.partial(loss, X=X, y=y, reg=reg), W.copy(), coords)
         per_coord = (time.perf_counter() - began) / n_baseline
         loop_s = per_coord * W.size
         print(f"   timing: fastfd checked all {W.size:,} entries in {fastfd_s:.3f} s; the textbook "

@@ -275,7 +275,7 @@ def numerical_gradient(
     Examples
     --------
     >>> import numpy as np, fastfd
-    >>> g = fastfd.numerical_gradient(lambda p: np.sum(p["w"] ** 2) + p["b"][0], 
+    >>> g = fastfd.numerical_gradient(lambda p: np.sum(p["w"] ** 2) + p["b"][0],
     ...                               {"w": np.array([1.0, -2.0]), "b": np.zeros(1)})
     >>> np.round(g["w"], 6), np.round(g["b"], 6)
     (array([ 2., -4.]), array([1.]))
@@ -420,7 +420,7 @@ def check_gradient(
     """
     start = time.perf_counter()
     run = _Run(f, params, method, evaluator, n_jobs, backend, progress, batched)
-    layout, x = run.layout, run.x
+    layout = run.layout
     rtol = _check_tolerance(rtol, "rtol", default_rtol(layout.dtype))
     atol = _check_tolerance(atol, "atol", 0.0)
     if isinstance(directions, (bool, np.bool_)) or not isinstance(directions, (int, np.integer)):
@@ -454,9 +454,14 @@ def check_gradient(
     else:
         localized_entries = ()
     run.ensure_unmodified()
+    def second_opinion():
+        from .diagnostics import _second_opinion  # diagnostics builds on this module
+
+        return _second_opinion(run, analytic_leaves, seed)
+
     return _report(
         run, coords, analytic, numeric, noise, status, steps, direction_entries,
-        localized_entries,
+        localized_entries, second_opinion,
         rtol=rtol, atol=atol, sampled=sample_k is not None, reasons=reasons,
         elapsed=time.perf_counter() - start,
     )
@@ -609,7 +614,7 @@ def _entries(layout, coords, analytic, numeric, noise, status):
 
 
 def _report(run, coords, analytic, numeric, noise, status, steps, direction_entries,
-            localized, *,
+            localized, second_opinion, *,
             rtol, atol, sampled, reasons, elapsed) -> GradientCheck:
     layout = run.layout
     is_kink = status == cmp.KINK
@@ -621,7 +626,8 @@ def _report(run, coords, analytic, numeric, noise, status, steps, direction_entr
     above_noise = np.maximum(np.abs(analytic), np.abs(numeric)) > noise
     signed = judged & above_noise
     sign_agreement = (
-        float(np.mean(np.sign(analytic[signed]) == np.sign(numeric[signed]))) if signed.any() else None
+        float(np.mean(np.sign(analytic[signed]) == np.sign(numeric[signed])))
+        if signed.any() else None
     )
     failed = np.flatnonzero(status == cmp.FAIL)
     unresolved = np.flatnonzero(status == cmp.UNRESOLVED)
@@ -640,9 +646,17 @@ def _report(run, coords, analytic, numeric, noise, status, steps, direction_entr
     if len(failed) or dir_failed:
         verdict = "fail"
     elif informative == 0 or weak >= _INCONCLUSIVE_WEAK_FRACTION * n_checked:
-        verdict = "inconclusive"
-        reasons.insert(0, f"only {informative} of {n_checked} checked entries carry evidence; "
-                          "the rest are kinks, unresolved or below the rounding floor")
+        weak_reason = (f"only {informative} of {n_checked} checked entries carry evidence; the "
+                       "rest are kinks, unresolved or below the rounding floor")
+        opinion = second_opinion()
+        if opinion.verdict in ("pass", "fail"):
+            verdict = opinion.verdict
+            reasons.insert(0, f"{weak_reason}, so a Taylor test along a random direction decides "
+                              f"({opinion.verdict}): {opinion.reason}")
+        else:
+            verdict = "inconclusive"
+            reasons.insert(0, weak_reason)
+            reasons.append(f"Taylor test along a random direction: {opinion.reason}")
     else:
         verdict = "pass"
     if is_kink.any():

@@ -1,4 +1,4 @@
-"""Numba kernels for linear classifiers (softmax and multiclass SVM), installed as ``fastfd.kernels``.
+"""Numba kernels for linear classifiers (softmax, multiclass SVM); installed as ``fastfd.kernels``.
 
 - :mod:`~fastfd.kernels.softmax`, :mod:`~fastfd.kernels.svm`: validated loss, gradient and exact
   perturbed-loss functions backed by ``@njit`` kernels.

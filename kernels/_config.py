@@ -7,13 +7,14 @@ Why these values:
 
 - ``cache=True``: compiled kernels are stored next to the sources, so only the first run after an
   install or a numba upgrade pays the compilation (seconds), not every process.
-- ``fastmath`` is a *set* of LLVM flags, never ``True``: ``True`` adds ``nnan`` and ``ninf``, which let
-  LLVM assume NaN and Inf never occur; a NaN loss could then turn into garbage instead of NaN, and the
-  ``-inf`` sentinel of the hinge kernels would break. The flags kept only relax rounding:
+- ``fastmath`` is a *set* of LLVM flags, never ``True``: ``True`` adds ``nnan`` and ``ninf``, which
+  let LLVM assume NaN and Inf never occur; a NaN loss could then turn into garbage instead of NaN,
+  and the ``-inf`` sentinel of the hinge kernels would break. The flags kept only relax rounding:
   ``contract`` (fused multiply-add), ``arcp`` (``x / y`` as ``x * (1 / y)``), ``afn`` (faster libm
-  calls), ``nsz`` (the sign of zero may change) and ``reassoc``: without it LLVM will not vectorize a
-  floating-point sum, and the O(N) sums of the perturbed-loss kernels are the hot loops of the
-  package (about 3x slower without it). The tests bound the re-association error at 1e-12 relative.
+  calls), ``nsz`` (the sign of zero may change) and ``reassoc``: without it LLVM will not
+  vectorize a floating-point sum, and the O(N) sums of the perturbed-loss kernels are the hot
+  loops of the package (2-3x slower without it). The tests bound the re-association error at
+  1e-12 relative.
 - ``parallel=True`` only for the kernels whose ``prange`` pays (many perturbed coordinates).
 
 Environment overrides, read once at import (values ``0/false/no/off`` or ``1/true/yes/on``):
@@ -46,8 +47,8 @@ def _env_flag(name: str, default: bool) -> bool:
     if value in _FALSE:
         return False
     raise ValueError(
-        f"environment variable {name} must be one of {', '.join(_TRUE + _FALSE)}; "
-        f"got {os.environ[name]!r}"
+        f"environment variable {name} must be one of {', '.join(_FALSE)} (off) or "
+        f"{', '.join(_TRUE)} (on); got {os.environ[name]!r}"
     )
 
 

@@ -1,7 +1,8 @@
 """Input validation and the per-dataset arrays shared by the linear-classifier kernels.
 
-:func:`check_inputs` is the one validator every public kernel wrapper calls, so the ``@njit`` kernels
-behind them can assume valid input (out-of-range labels or indices would read out of bounds there).
+:func:`check_inputs` is the one validator every public kernel wrapper calls, so the ``@njit``
+kernels behind them can assume valid input (an out-of-range label or index would read out of
+bounds there).
 :class:`LinearData` holds what depends only on ``(X, y)``, computed once by :func:`prepare_data` and
 reused by every perturbed-loss call.
 """
@@ -13,7 +14,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LinearData", "check_inputs", "check_perturbations", "prepare_data"]
+__all__ = [
+    "LinearData",
+    "check_data",
+    "check_finite_result",
+    "check_inputs",
+    "check_perturbations",
+    "prepare_data",
+]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -65,6 +73,26 @@ def _check_float_matrix(name: str, array, shape_hint: str) -> np.ndarray:
     return array
 
 
+def _check_finite(name: str, array: np.ndarray) -> None:
+    """ValueError naming the first NaN/Inf entry of ``array``, if any."""
+    if not np.isfinite(array).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        where = ", ".join(map(str, index))
+        raise ValueError(f"{name} must be finite; got {name}[{where}] = {array[index]}")
+
+
+def check_finite_result(loss: float, W: np.ndarray, X: np.ndarray) -> None:
+    """After a loss came out NaN/Inf, raise ValueError if a NaN/Inf in ``X`` or ``W`` caused it.
+
+    Checked after the computation, not before: scanning ``X`` costs a quarter of the loss and
+    gradient, and a NaN/Inf entry of ``X`` or ``W`` (almost) always makes the loss non-finite. A
+    non-finite loss from finite inputs (overflowing scores) is returned as it is.
+    """
+    if not np.isfinite(loss):
+        _check_finite("X", X)
+        _check_finite("W", W)
+
+
 def _check_labels(y, n_examples: int) -> np.ndarray:
     """``y`` as a 1-D integer ndarray of length ``n_examples`` (labels not checked yet)."""
     y = np.asarray(y)
@@ -82,7 +110,7 @@ def _check_labels(y, n_examples: int) -> np.ndarray:
 
 
 def _check_label_range(y: np.ndarray, n_classes: int, what: str) -> None:
-    """ValueError naming the first label outside ``[0, n_classes)``; ``what`` says where C is from."""
+    """ValueError naming the first label outside ``[0, n_classes)``; ``what`` says why C."""
     lowest, highest = int(y.min()), int(y.max())
     if lowest < 0 or highest >= n_classes:
         bad = int(np.flatnonzero((y < 0) | (y >= n_classes))[0])
@@ -104,10 +132,9 @@ def _check_reg(reg) -> float:
 def check_inputs(W, X, y, reg):
     """Validate the arguments of a linear-classifier loss and return them as arrays.
 
-    Checks structure, not values: shapes, dtypes, labels and ``reg``. NaN or Inf inside ``X`` or
-    ``W`` is not an error here (it gives a NaN loss, as in numpy); :func:`prepare_data` rejects a
-    non-finite ``X`` once per dataset, which a per-call scan of ``X`` would make slower than the
-    loss itself.
+    Checks structure, not values: shapes, dtypes, labels and ``reg``. NaN/Inf entries are found
+    by :func:`check_finite_result` after the loss (a scan of ``X`` before it would cost more than
+    the loss's own non-BLAS work) or once per dataset by :func:`prepare_data`.
 
     Parameters
     ----------
@@ -145,9 +172,7 @@ def check_inputs(W, X, y, reg):
             f"got {W.shape}"
         )
     if W.shape[1] < 2:
-        raise ValueError(
-            f"W must have at least 2 columns (classes); got shape {W.shape}"
-        )
+        raise ValueError(f"W must have at least 2 columns (classes); got shape {W.shape}")
     if X.dtype != W.dtype:
         raise TypeError(
             f"X and W must have the same dtype; got X {X.dtype} and W {W.dtype} "
@@ -193,7 +218,9 @@ def check_perturbations(rows, cols, offsets, shape, offsets_name="offsets"):
         )
     if not np.isfinite(values).all():
         bad = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise ValueError(f"{offsets_name} must be finite; got {offsets_name}[{bad}] = {values[bad]}")
+        raise ValueError(
+            f"{offsets_name} must be finite; got {offsets_name}[{bad}] = {values[bad]}"
+        )
     if offsets_name == "steps" and n_coords and values.min() < 0:
         bad = int(np.flatnonzero(values < 0)[0])
         raise ValueError(f"steps must be >= 0; got steps[{bad}] = {values[bad]}")
@@ -203,14 +230,17 @@ def check_perturbations(rows, cols, offsets, shape, offsets_name="offsets"):
 def check_data(W, data, reg):
     """Validate ``W`` and ``reg`` against a :class:`LinearData`; return ``W``, ``reg``, class sums.
 
-    ``W`` fixes the number of classes: it may have more columns than ``data.n_classes`` (classes
-    without examples), whose class sums are zero.
+    ``W`` must be finite. It fixes the number of classes: it may have more columns than
+    ``data.n_classes`` (classes without examples), whose class sums are zero.
     """
-    if not isinstance(data, LinearData):
+    # compared by fields, not class: a reloaded or twice-imported module (``kernels.*`` collected
+    # by path next to ``fastfd.kernels.*``) defines an equal but distinct LinearData class
+    if getattr(data, "_fields", None) != LinearData._fields:
         raise TypeError(
             f"data must be a LinearData from prepare_data(X, y); got {type(data).__name__}"
         )
     W, _, _, reg = check_inputs(W, data.X, data.y, reg)
+    _check_finite("W", W)
     class_sums = data.class_sums
     n_missing = W.shape[1] - class_sums.shape[1]
     if n_missing > 0:
@@ -256,9 +286,7 @@ def prepare_data(X, y, n_classes=None) -> LinearData:
     X = _check_float_matrix("X", X, "(N, D)")
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must have at least one row and one column; got shape {X.shape}")
-    if not np.isfinite(X).all():
-        row, col = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"X must be finite; got X[{row}, {col}] = {X[row, col]}")
+    _check_finite("X", X)
     y = _check_labels(y, X.shape[0])
     if n_classes is None:
         n_classes = max(int(y.max()) + 1, 2)

@@ -1,7 +1,8 @@
 """Plain-numpy linear-classifier losses: the test oracle and the benchmark baseline.
 
-Conventions (cs231n): ``W`` is (D, C), ``X`` is (N, D), ``y`` is (N,) integer labels in ``[0, C)``,
-``scores = X @ W``, loss = mean data loss + ``reg * sum(W * W)``, whose gradient adds ``2 * reg * W``.
+Conventions (cs231n): ``W`` is (D, C), ``X`` is (N, D), ``y`` is (N,) integer labels in
+``[0, C)``, ``scores = X @ W``, loss = mean data loss + ``reg * sum(W * W)``, whose gradient adds
+``2 * reg * W``.
 
 - Softmax: ``loss_i = logsumexp(scores_i) - scores_i[y_i]``, max-shifted so large scores cannot
   overflow ``exp``.
@@ -129,7 +130,7 @@ def svm_perturbed_deltas(W, X, y, reg, rows, cols, offsets, delta=1.0):
 
 
 def svm_kink_flags(W, X, y, rows, cols, steps, delta=1.0):
-    """Whether a hinge kink lies within ``steps[k]`` of ``W`` along coordinate ``(rows[k], cols[k])``.
+    """Whether a hinge kink lies within ``steps[k]`` of ``W`` along ``(rows[k], cols[k])``.
 
     Moving ``W[d, c]`` by ``t`` moves margin ``(i, c)`` by ``t * X[i, d]`` for examples with
     ``y_i != c``, and every margin ``(i, j != c)`` by ``-t * X[i, d]`` for examples with

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._config import JIT_OPTIONS, PARALLEL_OPTIONS
-from ._data import check_data, check_inputs, check_perturbations
+from ._data import check_data, check_finite_result, check_inputs, check_perturbations
 
 __all__ = [
     "softmax_grad",
@@ -66,7 +66,8 @@ def _loss_and_dscores(W, X, y, reg):
     scores = X @ W
     dscores = np.empty_like(scores)
     data_loss = _softmax_rows(scores, np.asarray(y, dtype=np.int64), dscores)
-    loss = data_loss / X.shape[0] + reg * float(np.vdot(W, W))
+    loss = float(data_loss) / X.shape[0] + reg * float(np.vdot(W, W))
+    check_finite_result(loss, W, X)
     return loss, dscores
 
 
@@ -88,6 +89,14 @@ def softmax_loss_and_grad(W, X, y, reg):
     -------
     loss : float
     dW : ndarray, shape (D, C), dtype of ``W``
+
+    Raises
+    ------
+    TypeError
+        Non-float ``W``/``X``, ``X`` and ``W`` of different dtypes, non-integer or bool ``y``.
+    ValueError
+        Mismatched shapes, labels outside ``[0, C)``, negative ``reg``, or NaN/Inf in ``X``/``W``
+        (found when the loss comes out non-finite; see ``check_finite_result``).
 
     Examples
     --------
@@ -196,7 +205,15 @@ def softmax_perturbed_deltas(W, data, reg, rows, cols, offsets):
     probs /= probs.sum(axis=1, keepdims=True)
     out = np.empty(rows.shape[0], dtype=np.float64)
     _softmax_deltas_kernel(
-        data.XT, np.ascontiguousarray(probs.T), class_sums, data.col_absmax, W64, reg,
-        rows, cols, offsets, out,
+        data.XT,
+        np.ascontiguousarray(probs.T),
+        class_sums,
+        data.col_absmax,
+        W64,
+        reg,
+        rows,
+        cols,
+        offsets,
+        out,
     )
     return out

@@ -1,4 +1,4 @@
-"""Multiclass SVM (hinge) loss of a linear classifier: loss, gradient, exact perturbed losses, kinks.
+"""Multiclass SVM (hinge) loss of a linear classifier: loss, gradient, perturbed losses, kinks.
 
 Conventions as in :mod:`fastfd.kernels.reference`: ``W`` (D, C), ``X`` (N, D), ``y`` (N,),
 ``margins_ij = scores_ij - scores_i[y_i] + delta`` for ``j != y_i``,
@@ -21,12 +21,13 @@ crossing), so it is exact and nothing cancels.
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
 from ._config import JIT_OPTIONS, PARALLEL_OPTIONS
-from ._data import check_data, check_inputs, check_perturbations
+from ._data import check_data, check_finite_result, check_inputs, check_perturbations
 
 __all__ = [
     "svm_grad",
@@ -58,11 +59,13 @@ def _hinge_rows(scores, y, delta, dscores):
         for j in range(n_classes):
             dscores[i, j] = 0.0
             if j != label:
-                margin = (scores[i, j] - scores[i, label]) + delta
+                margin = (np.float64(scores[i, j]) - scores[i, label]) + delta
                 if margin > 0.0:
                     total += margin
                     n_positive += 1
                     dscores[i, j] = inv_n
+                elif margin != margin:
+                    total += margin  # NaN propagates, as through numpy's maximum(0, margin)
         dscores[i, label] = -n_positive * inv_n
     return total
 
@@ -72,7 +75,8 @@ def _loss_and_dscores(W, X, y, reg, delta):
     scores = X @ W
     dscores = np.empty_like(scores)
     data_loss = _hinge_rows(scores, np.asarray(y, dtype=np.int64), delta, dscores)
-    loss = data_loss / X.shape[0] + reg * float(np.vdot(W, W))
+    loss = float(data_loss) / X.shape[0] + reg * float(np.vdot(W, W))
+    check_finite_result(loss, W, X)
     return loss, dscores
 
 
@@ -96,6 +100,14 @@ def svm_loss_and_grad(W, X, y, reg, delta=1.0):
     -------
     loss : float
     dW : ndarray, shape (D, C), dtype of ``W``
+
+    Raises
+    ------
+    TypeError
+        Non-float ``W``/``X``, ``X`` and ``W`` of different dtypes, non-integer or bool ``y``.
+    ValueError
+        Mismatched shapes, labels outside ``[0, C)``, negative ``reg``, or NaN/Inf in ``X``/``W``
+        (found when the loss comes out non-finite; see ``check_finite_result``).
 
     Examples
     --------
@@ -178,41 +190,47 @@ def _hinge_deltas_kernel(
 
 
 @njit(**PARALLEL_OPTIONS)
-def _hinge_kink_kernel(XT, y, margins, margins_t, rows, cols, steps, flags):
-    """``flags[k]``: a margin moved by coordinate ``k`` reaches 0 within ``steps[k]``."""
-    n_examples, n_classes = margins.shape
+def _hinge_kink_kernel(XT, kink_radius, rows, cols, steps, flags):
+    """``flags[k]``: a margin moved by coordinate ``k`` reaches 0 within ``steps[k]``.
+
+    ``kink_radius[c, i]`` is the smallest ``|margin|`` that ``W[:, c]`` moves for example ``i``.
+    """
+    n_examples = XT.shape[1]
     for k in prange(rows.shape[0]):
-        d = rows[k]
-        c = cols[k]
+        feature = XT[rows[k]]
+        radius = kink_radius[cols[k]]
         step = steps[k]
-        feature = XT[d]
-        margins_c = margins_t[c]
-        kink = False
+        # counted rather than searched with an early exit: the branch-free loop vectorizes
+        n_kinks = 0
         for i in range(n_examples):
-            x = np.float64(feature[i])
-            if x == 0.0:
-                continue  # the margins of this example do not move
-            reach = step * abs(x)
-            if y[i] != c:
-                kink = abs(margins_c[i]) <= reach
-            else:
-                for j in range(n_classes):
-                    # |-inf| at the correct class never passes
-                    if abs(margins[i, j]) <= reach:
-                        kink = True
-                        break
-            if kink:
-                break
-        flags[k] = kink
+            reach = step * abs(np.float64(feature[i]))
+            if feature[i] != 0.0 and radius[i] <= reach:
+                n_kinks += 1
+        flags[k] = n_kinks > 0
 
 
-def _margins(W, data, delta):
-    """Margins at ``W`` in float64, (N, C), with ``-inf`` at each example's correct class."""
+class _HingeTables(NamedTuple):
+    """Margins at ``W`` (float64) arranged for the per-coordinate loops over examples."""
+
+    margins: np.ndarray  # (N, C), -inf at the correct class: no hinge, every change there is 0
+    margins_t: np.ndarray  # (C, N) contiguous copy
+    own_slope: np.ndarray  # (C, N): -(number of positive margins) where y_i == c, else 0
+    own_radius: np.ndarray  # (C, N): min_j |margins[i, j]| where y_i == c, else inf
+    kink_radius: np.ndarray  # (C, N): own_radius where y_i == c, else |margins[i, c]|
+
+
+def _hinge_tables(W, data, delta) -> _HingeTables:
     scores = data.X.astype(np.float64, copy=False) @ W.astype(np.float64, copy=False)
     examples = np.arange(scores.shape[0])
     margins = scores - scores[examples, data.y][:, None] + delta
     margins[examples, data.y] = -np.inf
-    return margins
+    margins_t = np.ascontiguousarray(margins.T)
+    own = data.y[None, :] == np.arange(W.shape[1])[:, None]
+    n_positive = np.count_nonzero(margins > 0, axis=1).astype(np.float64)
+    own_slope = np.where(own, -n_positive[None, :], 0.0)
+    own_radius = np.where(own, np.abs(margins).min(axis=1)[None, :], np.inf)
+    kink_radius = np.where(own, own_radius, np.abs(margins_t))
+    return _HingeTables(margins, margins_t, own_slope, own_radius, kink_radius)
 
 
 def svm_perturbed_deltas(W, data, reg, rows, cols, offsets, delta=1.0):
@@ -254,16 +272,21 @@ def svm_perturbed_deltas(W, data, reg, rows, cols, offsets, delta=1.0):
     W, reg, _ = check_data(W, data, reg)
     delta = _check_delta(delta)
     rows, cols, offsets = check_perturbations(rows, cols, offsets, W.shape)
-    margins = _margins(W, data, delta)
-    n_classes = W.shape[1]
-    n_positive = np.count_nonzero(margins > 0, axis=1)
-    own = data.y[None, :] == np.arange(n_classes)[:, None]
-    own_slope = np.where(own, -n_positive[None, :].astype(np.float64), 0.0)
-    own_radius = np.where(own, np.abs(margins).min(axis=1)[None, :], np.inf)
+    tables = _hinge_tables(W, data, delta)
     out = np.empty(rows.shape[0], dtype=np.float64)
     _hinge_deltas_kernel(
-        data.XT, data.y, margins, np.ascontiguousarray(margins.T), own_slope, own_radius,
-        np.ascontiguousarray(W, dtype=np.float64), reg, rows, cols, offsets, out,
+        data.XT,
+        data.y,
+        tables.margins,
+        tables.margins_t,
+        tables.own_slope,
+        tables.own_radius,
+        np.ascontiguousarray(W, dtype=np.float64),
+        reg,
+        rows,
+        cols,
+        offsets,
+        out,
     )
     return out
 
@@ -300,9 +323,6 @@ def svm_kink_flags(W, data, rows, cols, steps, delta=1.0):
     W, _, _ = check_data(W, data, 0.0)
     delta = _check_delta(delta)
     rows, cols, steps = check_perturbations(rows, cols, steps, W.shape, offsets_name="steps")
-    margins = _margins(W, data, delta)
     flags = np.empty(rows.shape[0], dtype=np.bool_)
-    _hinge_kink_kernel(
-        data.XT, data.y, margins, np.ascontiguousarray(margins.T), rows, cols, steps, flags
-    )
+    _hinge_kink_kernel(data.XT, _hinge_tables(W, data, delta).kink_radius, rows, cols, steps, flags)
     return flags

@@ -271,3 +271,15 @@ def test_two_wrong_entries_are_both_localized():
     grad[[17, 3000]] += [0.3, -0.2]
     result = fastfd.check_gradient(lambda v: float(v @ v), grad, x, sample=10, directions=1)
     assert [e.name for e in result.localized] == ["x[17]", "x[3000]"]
+
+
+def test_taylor_second_opinion_decides_a_noise_limited_check():
+    # |g| ~ 2e-3 sits below the rounding floor of a loss of 1e8 at the default step, but
+    # the Taylor remainder at larger steps still resolves it
+    x = np.linspace(0.5, 1.5, 10)
+    f = lambda v: 1e8 + 1e-3 * np.sum(v**2)  # noqa: E731
+    right = fastfd.check_gradient(f, lambda v: 2e-3 * v, x)
+    assert right.verdict == "pass" and "Taylor test" in right.reasons[0], right
+    for wrong in (lambda v: 4e-3 * v, lambda v: -2e-3 * v):
+        result = fastfd.check_gradient(f, wrong, x)
+        assert result.verdict == "fail" and "e**1.0" in result.reasons[0], result

@@ -354,7 +354,8 @@ def test_bad_scalar_step(call, step):
 def test_step_array_with_a_bad_entry(call):
     step = np.full(4, 1e-3)
     step[2] = -1e-3
-    with pytest.raises(ValueError, match=r"step must be positive and finite; got -0\.001 for x\[2\]"):
+    with pytest.raises(ValueError,
+                       match=r"step must be positive and finite; got -0\.001 for x\[2\]"):
         call(sum_squares, np.ones(4), step=step)
 
 

@@ -30,7 +30,8 @@ def test_stencil_weights_sum_to_zero_and_are_exact_on_polynomials():
 
 
 def test_unknown_method_lists_valid_names():
-    with pytest.raises(ValueError, match="'forward', 'backward', 'central', 'central4'; got 'centre'"):
+    valid = "'forward', 'backward', 'central', 'central4'; got 'centre'"
+    with pytest.raises(ValueError, match=valid):
         get_stencil("centre")
 
 
@@ -42,7 +43,8 @@ def test_default_steps_follow_dtype_and_magnitude():
     np.testing.assert_allclose(default_steps(x, forward), eps ** 0.5 * np.array([1, 1, 100]))
     x32 = x.astype(np.float32)
     eps32 = float(np.finfo(np.float32).eps)
-    np.testing.assert_allclose(default_steps(x32, central), eps32 ** (1 / 3) * np.array([1, 1, 100]))
+    np.testing.assert_allclose(default_steps(x32, central),
+                               eps32 ** (1 / 3) * np.array([1, 1, 100]))
 
 
 def test_actual_step_is_what_rounding_leaves():

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .._params import Layout
 from .._combine import value_floor
+from .._params import Layout
 from .._plan import chunk_slices
 
 

@@ -1,0 +1,823 @@
+"""Diagnostics beyond a pass/fail check: the error-versus-step curve and the Taylor test.
+
+:func:`step_sweep` shows why the default step is what it is: the finite-difference error
+falls like ``h**order`` while truncation dominates, then rises like ``EPS / h`` once rounding
+does. :func:`taylor_test` checks a gradient without choosing a step at all: the remainder
+``|f(x + e v) - f(x) - e g.v|`` falls like ``e**2`` for a correct gradient and like ``e``
+for a wrong one.
+
+Both run on the engine's :class:`~fastfd.engine._Run`, so models' exact evaluators, parallel
+backends, entry names and error handling apply unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ._combine import value_floor
+from ._compare import relative_error
+from ._params import dot, gather
+from ._sampling import parse_sample, parse_seed, random_directions, stratified_sample
+from ._steps import actual_steps
+from .engine import _analytic, _Run
+from .executors import Evaluator
+from .report import _json_safe
+
+__all__ = ["Regime", "StepSweep", "TaylorTest", "step_sweep", "taylor_test"]
+
+DEFAULT_STEPS = np.logspace(-1, -12, 23)  # 1e-1 .. 1e-12 in half decades
+SWEEP_AUTO_SAMPLE = 2000
+
+LOST, SATURATED, TRUNCATION, PLATEAU, ROUNDING = (
+    "lost to rounding", "saturated", "truncation", "plateau", "rounding")
+
+# Regime detection on the error-vs-step curve.
+# A relative error this large means the difference quotient carries no correct digit.
+_SATURATED_ERROR = 0.25
+# Points within this factor of the minimum error form the plateau (the curve's rounded bottom,
+# where truncation and rounding are comparable and neither slope is visible).
+_PLATEAU_FACTOR = 3.0
+# Rounding error is random: a monotone run may dip below its running maximum by this factor.
+_WIGGLE = 2.0
+
+# Taylor test.
+TAYLOR_POINTS = 16  # e0, e0/2, ..., e0/2**15: 32 loss evaluations
+_TAYLOR_E0 = 0.1  # e0 * max|v| = 0.1 * max(1, max|x|)
+# Remainders are trusted only this many times above the rounding floor of f(x+ev) - f(x)
+# (which is ~2 EPS |f|): 50 * 2 EPS |f| = 100 EPS |f|.
+_TAYLOR_NOISE = 50.0
+_FIT_POINTS = 4  # the smallest e above the floor: the asymptotic end of the sequence
+_MIN_FIT_POINTS = 3
+_PASS_SLOPE, _FAIL_SLOPE = 1.8, 1.2
+_KINK_SLOPE = 1.5  # the second difference falls like e (kink) rather than e**2 (smooth)
+_MAX_SLOPE_SPREAD = 0.75  # consecutive slopes in the fit must agree: asymptotic regime
+_PASS_MIN_LOCAL_SLOPE = 1.7  # and none may sink towards 1 (a first-order part emerging)
+
+
+# --------------------------------------------------------------------------------------------
+# step sweep
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A stretch of the error-vs-step curve.
+
+    Attributes
+    ----------
+    name : {"truncation", "plateau", "rounding"}
+    step_max, step_min : float
+        The largest and smallest step of the stretch.
+    slope : float or None
+        Least-squares slope of ``log(error)`` against ``log(step)`` over the stretch
+        (None with fewer than two positive errors).
+    n_points : int
+        Steps in the stretch.
+    """
+
+    name: str
+    step_max: float
+    step_min: float
+    slope: float | None
+    n_points: int
+
+
+@dataclass(frozen=True)
+class StepSweep:
+    """The outcome of :func:`step_sweep` (immutable).
+
+    Attributes
+    ----------
+    steps : tuple of float
+        Absolute steps, largest first.
+    norm_rel_error : tuple of float
+        ``||a - n|| / (||a|| + ||n||)`` over the checked entries at each step (NaN where the
+        step is lost to rounding).
+    max_rel_error : tuple of float
+        Largest ``|a - n| / max(|a|, |n|)`` over the checked entries at each step.
+    labels : tuple of str
+        The regime of each step: ``"truncation"``, ``"plateau"``, ``"rounding"``,
+        ``"saturated"`` (no correct digit), ``"lost to rounding"`` (``x + h == x`` for some
+        entry) or ``""`` (outside the monotone runs either side of the minimum).
+    method : str
+        Finite-difference stencil.
+    order : int
+        Its truncation order: the slope expected in the truncation regime.
+    best_step, best_error : float or None
+        The step with the smallest norm relative error, and that error.
+    regimes : tuple of Regime
+        The regimes found, largest steps first; truncation and rounding are absent when the
+        curve shows no monotone run of at least two points on their side.
+    dtype : str
+        Dtype of the parameters.
+    n_params, n_checked, n_evals : int
+        Parameters, entries compared at every step, loss evaluations made.
+    sampled : bool
+        Whether a subset of the entries was checked.
+    """
+
+    steps: tuple[float, ...]
+    norm_rel_error: tuple[float, ...]
+    max_rel_error: tuple[float, ...]
+    labels: tuple[str, ...]
+    method: str
+    order: int
+    best_step: float | None
+    best_error: float | None
+    regimes: tuple[Regime, ...]
+    dtype: str
+    n_params: int
+    n_checked: int
+    n_evals: int
+    sampled: bool
+
+    def regime(self, name: str) -> Regime | None:
+        """The regime called ``name``, or None when the curve does not show it."""
+        return next((r for r in self.regimes if r.name == name), None)
+
+    @property
+    def truncation(self) -> Regime | None:
+        """The large-step regime where the error falls like ``h**order``."""
+        return self.regime(TRUNCATION)
+
+    @property
+    def plateau(self) -> Regime | None:
+        """The bottom of the curve, around the best step."""
+        return self.regime(PLATEAU)
+
+    @property
+    def rounding(self) -> Regime | None:
+        """The small-step regime where the error grows like ``EPS / h``."""
+        return self.regime(ROUNDING)
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable dict of every field (non-finite floats become None)."""
+        return _json_safe(asdict(self))
+
+    def __str__(self) -> str:
+        scope = "sampled" if self.sampled else "all"
+        lines = [
+            f"fastfd step sweep: {self.method} differences (order {self.order}), "
+            f"{self.n_checked} of {self.n_params} entries ({scope}), {self.dtype}, "
+            f"{self.n_evals} loss evaluations",
+            f"    {'step':>9}  {'norm rel err':>12}  {'max rel err':>11}  regime",
+        ]
+        for h, norm, worst, label in zip(self.steps, self.norm_rel_error, self.max_rel_error,
+                                         self.labels):
+            mark = "  <- best" if h == self.best_step else ""
+            lines.append(f"    {h:>9.2e}  {norm:>12.2e}  {worst:>11.2e}  {label or '-'}{mark}")
+        if self.best_step is None:
+            lines.append("  no step could be evaluated (all lost to rounding)")
+            return "\n".join(lines)
+        lines.append(f"  best step {self.best_step:.2e} (norm rel error {self.best_error:.2e})")
+        expected = {TRUNCATION: f"expected ~{self.order}", ROUNDING: "expected ~-1",
+                    PLATEAU: "expected ~0"}
+        for name in (TRUNCATION, PLATEAU, ROUNDING):
+            found = self.regime(name)
+            if found is None:
+                lines.append(f"  {name}: not seen in this range of steps")
+                continue
+            slope = "n/a" if found.slope is None else f"{found.slope:+.2f}"
+            lines.append(
+                f"  {name}: steps {found.step_max:.1e} .. {found.step_min:.1e}, slope {slope} "
+                f"({expected[name]})"
+            )
+        return "\n".join(lines)
+
+    def plot(self, ax=None):
+        """Log-log plot of the errors against the step, regimes and best step annotated.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Where to draw; a new figure by default.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ImportError("plotting needs matplotlib: pip install 'fastfd[plot]'") from None
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots()
+        steps = np.asarray(self.steps, dtype=float)
+        norm = _positive_or_nan(self.norm_rel_error)
+        ax.loglog(steps, norm, "o-", label="norm rel error")
+        ax.loglog(steps, _positive_or_nan(self.max_rel_error), "s--", alpha=0.6,
+                  label="max rel error")
+        labels = np.asarray(self.labels, dtype=object)
+        for found in (self.truncation, self.rounding):
+            if found is None or found.slope is None:
+                continue
+            mine = labels == found.name
+            slope, intercept = _loglog_fit(steps[mine], norm[mine])
+            span = np.array([found.step_min, found.step_max])
+            line = 10.0**intercept * span**slope
+            ax.loglog(span, line, ":", color="black", linewidth=1)
+            mid = math.sqrt(found.step_min * found.step_max)
+            ax.annotate(f"{found.name}: slope {slope:+.2f}",
+                        xy=(mid, 10.0**intercept * mid**slope), xytext=(0, 8),
+                        textcoords="offset points", ha="center", fontsize="small")
+        if self.best_step is not None:
+            ax.axvline(self.best_step, color="gray", linewidth=0.8)
+            ax.loglog([self.best_step], [self.best_error or np.nan], "*", markersize=14,
+                      label=f"best step {self.best_step:.1e}")
+        ax.set_xlabel("step h")
+        ax.set_ylabel("relative error")
+        ax.set_title(f"fastfd step sweep ({self.method}, {self.dtype})")
+        ax.legend(fontsize="small")
+        return ax
+
+
+def _positive_or_nan(values) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    return np.where(arr > 0, arr, np.nan)
+
+
+def _loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """(slope, intercept) of ``log10 y`` against ``log10 x`` over positive finite points."""
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2:
+        return None
+    slope, intercept = np.polyfit(np.log10(x[ok]), np.log10(y[ok]), 1)
+    return float(slope), float(intercept)
+
+
+def _monotone_run(errors: np.ndarray, usable: np.ndarray, start: int, direction: int) -> list[int]:
+    """Indices from ``start`` outward along ``direction`` while the error keeps rising (up to
+    a dip of ``_WIGGLE`` below its running maximum: rounding error is random)."""
+    run, top = [start], errors[start]
+    k = start + direction
+    while 0 <= k < len(errors) and usable[k] and errors[k] >= top / _WIGGLE:
+        run.append(k)
+        top = max(top, errors[k])
+        k += direction
+    return run
+
+
+def detect_regimes(steps, errors) -> tuple[tuple[str, ...], tuple[Regime, ...]]:
+    """Label each point of an error-vs-step curve and fit the slope of each regime.
+
+    From the minimum, the curve is followed outward on both sides while the error keeps
+    rising. Points within ``_PLATEAU_FACTOR`` of the minimum are the plateau; the rest of the
+    run towards larger steps is the truncation regime, towards smaller steps the rounding
+    regime. Each slope is a least-squares fit in log-log. Points whose error exceeds
+    ``_SATURATED_ERROR`` carry no digit and end a run; NaN errors are steps lost to rounding.
+
+    Parameters
+    ----------
+    steps : array of float
+        Steps, largest first.
+    errors : array of float
+        Relative errors at those steps (NaN: not evaluated).
+
+    Returns
+    -------
+    labels : tuple of str
+        The regime of every point (``""`` for points outside the runs).
+    regimes : tuple of Regime
+        Truncation, plateau and rounding, each only if present.
+
+    Examples
+    --------
+    >>> h = np.logspace(-1, -12, 23)
+    >>> labels, regimes = detect_regimes(h, h**2 + 1e-16 / h)
+    >>> [(r.name, r.n_points, round(r.slope, 1)) for r in regimes]
+    [('truncation', 8, 2.0), ('plateau', 3, 0.0), ('rounding', 12, -1.0)]
+    >>> labels[0], labels[9], labels[-1]
+    ('truncation', 'plateau', 'rounding')
+    """
+    steps = np.asarray(steps, dtype=float)
+    errors = np.asarray(errors, dtype=float)
+    labels = np.full(len(steps), "", dtype=object)
+    finite = np.isfinite(errors)
+    labels[~finite] = LOST
+    saturated = finite & (errors >= _SATURATED_ERROR)
+    labels[saturated] = SATURATED
+    usable = finite & ~saturated
+    if not usable.any():
+        return tuple(labels), ()
+    best = int(np.flatnonzero(usable)[np.argmin(errors[usable])])
+    bottom = _PLATEAU_FACTOR * errors[best]
+    plateau = [best]
+    regimes = []
+    for name, direction in ((TRUNCATION, -1), (ROUNDING, +1)):
+        side = _monotone_run(errors, usable, best, direction)[1:]
+        n_flat = next((j for j, k in enumerate(side) if errors[k] > bottom), len(side))
+        plateau += side[:n_flat]
+        slope_points = side[n_flat:]
+        fit = _loglog_fit(steps[slope_points], errors[slope_points])
+        if fit is None:
+            continue
+        labels[slope_points] = name
+        regimes.append(Regime(name, float(steps[slope_points].max()),
+                              float(steps[slope_points].min()), fit[0], len(slope_points)))
+    plateau = sorted(plateau)
+    labels[plateau] = PLATEAU
+    fit = _loglog_fit(steps[plateau], errors[plateau])
+    regimes.append(Regime(PLATEAU, float(steps[plateau].max()), float(steps[plateau].min()),
+                          None if fit is None else fit[0], len(plateau)))
+    order = {TRUNCATION: 0, PLATEAU: 1, ROUNDING: 2}
+    return tuple(labels), tuple(sorted(regimes, key=lambda r: order[r.name]))
+
+
+def _sweep_steps(steps) -> np.ndarray:
+    """The swept steps, validated, largest first."""
+    if steps is None:
+        return DEFAULT_STEPS.copy()
+    if isinstance(steps, (bool, np.bool_, str)):
+        raise TypeError(f"steps must be a sequence of positive floats; got {steps!r}")
+    try:
+        arr = np.asarray(steps, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"steps must be a sequence of positive floats; got {type(steps).__name__}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"steps must be a non-empty 1-D sequence of floats; got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        raise ValueError(f"steps must be positive and finite; got {float(arr[bad][0])!r}")
+    return np.unique(arr)[::-1].copy()
+
+
+def step_sweep(
+    f: Callable,
+    grad,
+    params,
+    *,
+    steps=None,
+    sample="auto",
+    method: str = "central",
+    seed: int = 0,
+    n_jobs: int = 1,
+    backend: str | None = None,
+    evaluator: Evaluator | str | None = None,
+) -> StepSweep:
+    """Finite-difference error against the analytic gradient over a range of steps.
+
+    At every step ``h`` the finite-difference gradient of the sampled entries is compared
+    with the analytic one. Large steps show the truncation regime (the error falls like
+    ``h**order``: 2 for central, 1 for one-sided, 4 for ``central4``), small steps the
+    rounding regime (the error grows like ``EPS / h``), with a plateau between them whose
+    bottom is the best step.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(params) -> float``; receives views of a private copy of ``params``.
+    grad : callable or structure like params
+        ``grad(params)`` returning the analytic gradient, or the gradient itself.
+    params : ndarray or dict/list/tuple of ndarrays
+        Float32 or float64 parameters.
+    steps : sequence of float, optional
+        Absolute steps (the same ``h`` for every entry, *not* scaled by ``max(1, |x|)`` as
+        the default steps of :func:`fastfd.check_gradient` are), swept from the largest to
+        the smallest. Default ``np.logspace(-1, -12, 23)``: 1e-1 to 1e-12 in half decades.
+        A step lost to rounding for some entry (``x + h == x``) is reported with NaN errors.
+        The loss must be finite within ``[x - 2h, x + 2h]`` for every step.
+    sample : "auto", "all", None, int or float
+        Entries to compare: ``"auto"`` takes all entries up to 2000, else a stratified
+        sample of 2000; an int ``k`` about ``k`` entries, a float that fraction (the same
+        stratified rule as :func:`fastfd.check_gradient`). The same entries are used at
+        every step.
+    method : {"central", "forward", "backward", "central4"}
+        Stencil.
+    seed : int
+        Seed of the sample.
+    n_jobs, backend : int, str, optional
+        Parallel evaluation (joblib convention, ``-1`` = all cores).
+    evaluator : Evaluator or str, optional
+        How to evaluate perturbed losses; chosen automatically by default (models from
+        :mod:`fastfd.models` bring an exact incremental one, whose differences have no
+        cancellation, so the rounding regime moves to far smaller steps or disappears).
+
+    Returns
+    -------
+    StepSweep
+        Errors per step, best step, regimes with their fitted slopes; ``str()`` gives a
+        table, ``plot()`` a log-log figure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastfd.diagnostics import step_sweep
+    >>> sweep = step_sweep(lambda x: np.sum(np.sin(x)), np.cos, np.linspace(-1, 1, 7))
+    >>> round(sweep.truncation.slope), round(sweep.rounding.slope)
+    (2, -1)
+    >>> 1e-7 < sweep.best_step < 1e-4
+    True
+    """
+    run = _Run(f, params, method, evaluator, n_jobs, backend, False)
+    layout = run.layout
+    rng = parse_seed(seed)
+    sample_k = parse_sample(sample, layout.size)
+    if sample_k == "auto":
+        sample_k = None if layout.size <= SWEEP_AUTO_SAMPLE else SWEEP_AUTO_SAMPLE
+    sweep = _sweep_steps(steps)
+    analytic_leaves = _analytic(run, grad)
+    del grad
+    if sample_k is None:
+        coords = np.arange(layout.size)
+    else:
+        coords = stratified_sample(layout, sample_k, rng)
+    analytic = gather(layout, analytic_leaves, coords)
+    a_norm = float(np.linalg.norm(analytic))
+
+    norm_errors, max_errors = [], []
+    for h in sweep:
+        nominal = run.nominal_steps(float(h), coords, run.stencil)
+        if np.any(actual_steps(run.x[coords], nominal) <= 0):
+            norm_errors.append(math.nan)
+            max_errors.append(math.nan)
+            continue
+        numeric, _, _ = run.first_pass(coords, nominal)
+        denom = a_norm + float(np.linalg.norm(numeric))
+        norm_errors.append(float(np.linalg.norm(analytic - numeric) / denom) if denom > 0 else 0.0)
+        max_errors.append(float(relative_error(analytic, numeric).max()))
+    run.ensure_unmodified()
+
+    labels, regimes = detect_regimes(sweep, norm_errors)
+    errors = np.asarray(norm_errors)
+    evaluated = np.isfinite(errors)
+    best = int(np.flatnonzero(evaluated)[np.argmin(errors[evaluated])]) if evaluated.any() else None
+    return StepSweep(
+        steps=tuple(float(h) for h in sweep),
+        norm_rel_error=tuple(norm_errors),
+        max_rel_error=tuple(max_errors),
+        labels=labels,
+        method=run.stencil.name,
+        order=run.stencil.order,
+        best_step=None if best is None else float(sweep[best]),
+        best_error=None if best is None else float(errors[best]),
+        regimes=regimes,
+        dtype=str(layout.dtype),
+        n_params=layout.size,
+        n_checked=len(coords),
+        n_evals=run.n_evals,
+        sampled=sample_k is not None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Taylor test
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaylorTest:
+    """The outcome of :func:`taylor_test` (immutable).
+
+    Attributes
+    ----------
+    verdict : {"pass", "fail", "inconclusive"}
+        ``"pass"`` when the remainder falls like ``e**2`` (fitted slope >= 1.8), ``"fail"``
+        when it falls like ``e`` (slope <= 1.2, no kink), ``"inconclusive"`` otherwise: too
+        few remainders above the rounding floor, a kink along the direction, or a slope in
+        between.
+    reason : str
+        One sentence explaining the verdict.
+    eps : tuple of float
+        The multiples ``e`` of the direction, largest first.
+    remainders : tuple of float
+        ``|f(x + e v) - f(x) - g.d(e)|`` with ``d(e)`` the displacement really taken after
+        rounding ``x + e v`` to the params' dtype (NaN where the loss was not finite).
+    backward_remainders : tuple of float
+        ``|f(x - e v) - f(x) - g.d(-e)|``.
+    noise_floor : tuple of float
+        What rounding of ``f`` (and of ``g.d``) can explain in each forward remainder;
+        only remainders above it are fitted.
+    slopes : tuple of float
+        ``log(r_k / r_k+1) / log(e_k / e_k+1)`` between consecutive points (NaN where
+        undefined).
+    fitted_slope : float or None
+        Least-squares slope over the fitted points.
+    fit_eps : tuple of float
+        The ``e`` of the fitted points: the smallest ones above the floor (the asymptotic end).
+    kink : bool
+        Whether the second difference ``f(x+ev) + f(x-ev) - 2 f(x)`` falls like ``e``
+        (a kink along the direction) instead of ``e**2``.
+    directional_derivative : float
+        ``g . v``.
+    f0 : float
+        ``f(x)``.
+    direction : str
+        Where ``v`` came from.
+    """
+
+    verdict: str
+    reason: str
+    eps: tuple[float, ...]
+    remainders: tuple[float, ...]
+    backward_remainders: tuple[float, ...]
+    noise_floor: tuple[float, ...]
+    slopes: tuple[float, ...]
+    fitted_slope: float | None
+    fit_eps: tuple[float, ...]
+    kink: bool
+    directional_derivative: float
+    f0: float
+    direction: str
+
+    @property
+    def passed(self) -> bool:
+        """True when the verdict is ``"pass"``."""
+        return self.verdict == "pass"
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable dict of every field (non-finite floats become None)."""
+        data = asdict(self)
+        data["passed"] = self.passed
+        return _json_safe(data)
+
+    def __str__(self) -> str:
+        slope = "n/a" if self.fitted_slope is None else f"{self.fitted_slope:.2f}"
+        lines = [
+            f"fastfd Taylor test: {self.verdict.upper()}",
+            f"  r(e) = |f(x + e v) - f(x) - e g.v| along a {self.direction}; f(x) = "
+            f"{self.f0:.6g}, g.v = {self.directional_derivative:.6g}",
+            f"  fitted slope {slope} (2: gradient right, 1: gradient wrong)"
+            + ("; kink along the direction" if self.kink else ""),
+            f"    {'e':>9}  {'r(e)':>9}  {'r(-e)':>9}  {'floor':>9}  {'slope':>6}",
+        ]
+        fitted = set(self.fit_eps)
+        slopes = (*self.slopes, math.nan)
+        for e, r, rb, fl, s in zip(self.eps, self.remainders, self.backward_remainders,
+                                   self.noise_floor, slopes):
+            shown = "" if not math.isfinite(s) else f"{s:6.2f}"
+            mark = "  fit" if e in fitted else ""
+            lines.append(f"    {e:>9.2e}  {r:>9.2e}  {rb:>9.2e}  {fl:>9.2e}  {shown:>6}{mark}")
+        lines.append(f"  - {self.reason}")
+        return "\n".join(lines)
+
+
+def _taylor_eps(eps, run: _Run, v: np.ndarray) -> np.ndarray:
+    """The multiples of the direction, validated, largest first.
+
+    Default: ``TAYLOR_POINTS`` values halving from ``e0`` with ``e0 * max|v| = 0.1 *
+    max(1, max|x|)``; a float is taken as ``e0``.
+    """
+    if eps is None or (np.ndim(eps) == 0 and not isinstance(eps, (str, bytes))):
+        if eps is None:
+            scale = max(1.0, float(np.max(np.abs(run.x))))
+            e0 = _TAYLOR_E0 * scale / float(np.max(np.abs(v)))
+        else:
+            if isinstance(eps, (bool, np.bool_)) or not isinstance(
+                    eps, (int, float, np.integer, np.floating)):
+                raise TypeError(f"eps must be None, a positive float or a sequence of them; "
+                                f"got {eps!r}")
+            e0 = float(eps)
+            if not math.isfinite(e0) or e0 <= 0:
+                raise ValueError(f"eps must be positive and finite; got {eps!r}")
+        return e0 * 0.5 ** np.arange(TAYLOR_POINTS)
+    try:
+        arr = np.asarray(eps, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"eps must be None, a positive float or a sequence of them; got "
+                        f"{type(eps).__name__}") from None
+    if arr.ndim != 1 or arr.size < _MIN_FIT_POINTS:
+        raise ValueError(f"eps must be a 1-D sequence of at least {_MIN_FIT_POINTS} values "
+                         f"(a slope needs several points); got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        raise ValueError(f"eps must be positive and finite; got {float(arr[bad][0])!r}")
+    if np.unique(arr).size != arr.size:
+        raise ValueError("eps must not repeat a value")
+    return np.sort(arr)[::-1].copy()
+
+
+def _fit_window(usable: np.ndarray) -> np.ndarray:
+    """The last ``_FIT_POINTS`` of the contiguous usable block that ends at the smallest
+    usable ``e``: the most asymptotic points that still stand above the rounding floor."""
+    idx = np.flatnonzero(usable)
+    if idx.size == 0:
+        return idx
+    last = first = int(idx[-1])
+    while first > 0 and usable[first - 1] and last - first + 1 < _FIT_POINTS:
+        first -= 1
+    return np.arange(first, last + 1)
+
+
+def _taylor(run: _Run, analytic_leaves: list[np.ndarray], v: np.ndarray, eps: np.ndarray,
+            direction: str) -> TaylorTest:
+    """The Taylor test on a prepared run: ``v`` flat float64, ``eps`` largest first."""
+    layout, n = run.layout, len(eps)
+    abs_leaves = [np.abs(np.asarray(leaf, dtype=np.float64)) for leaf in analytic_leaves]
+    # per e: g.d(e), g.d(-e), |g|.|d(e)| and |g|.|d(e) + d(-e)|; the O(P) displacements are
+    # not kept, so memory stays O(P) whatever the number of e
+    projections = np.empty((n, 4))
+    for k, e in enumerate(eps):
+        plus, minus = run.displacement(v, e), run.displacement(v, -e)
+        if not (np.any(plus) and np.any(minus)):
+            raise ValueError(
+                f"eps {e:.3g} is lost to rounding: params + eps * direction == params in "
+                f"{layout.dtype}; use larger eps (or the default)")
+        projections[k] = (dot(layout, analytic_leaves, plus), dot(layout, analytic_leaves, minus),
+                          dot(layout, abs_leaves, np.abs(plus)),
+                          dot(layout, abs_leaves, np.abs(plus + minus)))
+    gd_plus, gd_minus, gd_scale, asymmetry = projections.T
+    values = run.evaluator.direction_values(run.x, v, np.concatenate([eps, -eps]))
+    run.n_evals += 2 * n
+    # a large e may leave the loss's domain (log, sqrt): those points are dropped, not fatal
+    finite = np.isfinite(values[:n]) & np.isfinite(values[n:])
+    d_plus, d_minus = values[:n] - run.f0, values[n:] - run.f0
+    # rounding of f(x+ev) - f(x), and of g.d (the gradient is as precise as the loss)
+    floor = _TAYLOR_NOISE * (value_floor(run.f0, d_plus, run.eps_loss) + run.eps_loss * gd_scale)
+    floor_back = _TAYLOR_NOISE * (value_floor(run.f0, d_minus, run.eps_loss)
+                                  + run.eps_loss * gd_scale)
+    r_plus, r_minus = d_plus - gd_plus, d_minus - gd_minus
+    # x + ev and x - ev round differently, so the second difference r+ + r- keeps
+    # g.(d(e) + d(-e)): a rounding-sized first-order term a wrong g does not cancel
+    floor_second = floor + floor_back + _TAYLOR_NOISE * asymmetry
+    remainders = np.where(finite, np.abs(r_plus), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slopes = np.log(remainders[:-1] / remainders[1:]) / np.log(eps[:-1] / eps[1:])
+    slopes[~np.isfinite(slopes)] = np.nan
+
+    usable = finite & (np.abs(r_plus) > floor)
+    window = _fit_window(usable)
+    fit = _loglog_fit(eps[window], remainders[window]) if len(window) >= _MIN_FIT_POINTS else None
+    fitted_slope = None if fit is None else fit[0]
+    # A kink along v: the second difference r+ + r- = f(x+ev) + f(x-ev) - 2 f(x) keeps a
+    # first-order part (slope 1); smooth losses give e**2 v'Hv whatever the gradient.
+    second = r_plus + r_minus
+    kink_fit = None
+    if fit is not None:
+        resolved = window[np.abs(second[window]) > floor_second[window]]
+        kink_fit = _loglog_fit(eps[resolved], np.abs(second[resolved]))
+    kink = kink_fit is not None and kink_fit[0] < _KINK_SLOPE
+    verdict, reason = _taylor_verdict(
+        fitted_slope, kink, window, usable, slopes, eps, r_plus, r_minus, d_plus, d_minus, floor,
+        finite)
+    return TaylorTest(
+        verdict=verdict,
+        reason=reason,
+        eps=tuple(float(e) for e in eps),
+        remainders=tuple(float(r) for r in remainders),
+        backward_remainders=tuple(float(r) for r in np.where(finite, np.abs(r_minus), np.nan)),
+        noise_floor=tuple(float(fl) for fl in np.where(finite, floor, np.nan)),
+        slopes=tuple(float(s) for s in slopes),
+        fitted_slope=fitted_slope,
+        fit_eps=tuple(float(e) for e in eps[window]) if fit is not None else (),
+        kink=bool(kink),
+        directional_derivative=dot(layout, analytic_leaves, v),
+        f0=float(run.f0),
+        direction=direction,
+    )
+
+
+def _taylor_verdict(fitted_slope, kink, window, usable, slopes, eps, r_plus, r_minus, d_plus,
+                    d_minus, floor, finite) -> tuple[str, str]:
+    """(verdict, reason) from the fitted slope, the kink test and the points behind them."""
+    dropped = int((~finite).sum())
+    note = (f" ({dropped} of {len(eps)} e dropped: the loss is not finite at x +- e v)"
+            if dropped else "")
+    if fitted_slope is None:
+        n_above = int(usable.sum())
+        if n_above:
+            why = (f"{n_above} of {len(eps)} remainders stand above the rounding floor "
+                   f"(~100 EPS |f(x)|) but not {_MIN_FIT_POINTS} consecutive ones: too few to "
+                   "fit a slope (pass larger eps, or cast params to float64)")
+        elif np.any(finite & (np.abs(d_plus) > floor)):
+            why = ("no remainder stands above the rounding floor (~100 EPS |f(x)|) although f "
+                   "changes measurably along v: g.v predicts that change to within rounding "
+                   "at every e (f is nearly linear along v), so no slope can be seen")
+        else:
+            why = ("no remainder stands above the rounding floor (~100 EPS |f(x)|) and f does "
+                   "not change measurably along v: the loss is rounding noise at every e")
+        return "inconclusive", f"inconclusive: {why}{note}"
+    smallest = int(window[-1])
+    e_fit = f"e in [{eps[smallest]:.2g}, {eps[int(window[0])]:.2g}]"
+    if kink:
+        # same sign: g.v lies between the one-sided derivatives, as a subgradient's does
+        inside = (r_plus[smallest] * r_minus[smallest] >= 0
+                  or min(abs(r_plus[smallest]), abs(r_minus[smallest])) <= floor[smallest])
+        e = eps[smallest]
+        right, left = d_plus[smallest] / e, -d_minus[smallest] / e
+        if inside:
+            return "inconclusive", (
+                "inconclusive: kink along the direction (f(x+ev) + f(x-ev) - 2 f(x) falls "
+                f"like e, not e**2, over {e_fit}); g.v lies between the one-sided "
+                "derivatives, as a subgradient's must, so the remainder's slope of "
+                f"{fitted_slope:.2f} says nothing about the gradient{note}")
+        return "fail", (
+            "fail: kink along the direction, and g.v lies outside the one-sided derivatives "
+            f"(about {min(left, right):.6g} and {max(left, right):.6g} at e = {e:.2g}): "
+            f"not a subgradient{note}")
+    in_fit = slopes[window[:-1]]
+    spread = float(np.nanmax(in_fit) - np.nanmin(in_fit)) if np.isfinite(in_fit).any() else 0.0
+    if spread > _MAX_SLOPE_SPREAD:
+        return "inconclusive", (
+            f"inconclusive: the slopes between consecutive e vary by {spread:.2f} over "
+            f"{e_fit}: the remainders are not in the asymptotic regime (pass smaller eps){note}")
+    if fitted_slope >= _PASS_SLOPE and np.min(in_fit) < _PASS_MIN_LOCAL_SLOPE:
+        # a first-order part shows up as the slope sinking towards 1 at the smallest e
+        return "inconclusive", (
+            f"inconclusive: the fitted slope is {fitted_slope:.2f} over {e_fit}, but it sinks "
+            f"to {float(in_fit[-1]):.2f} at the smallest e: a first-order part may be "
+            f"emerging below the rounding floor{note}")
+    if fitted_slope >= _PASS_SLOPE:
+        return "pass", (
+            f"pass: the remainder falls like e**{fitted_slope:.2f} over {e_fit}: g.v matches "
+            f"the first-order change of f{note}")
+    if fitted_slope <= _FAIL_SLOPE:
+        e = eps[smallest]
+        off = (r_plus[smallest] - r_minus[smallest]) / (2 * e)
+        return "fail", (
+            f"fail: the remainder falls like e**{fitted_slope:.2f} over {e_fit}, so "
+            f"f(x+ev) - f(x) - e g.v keeps a first-order part: g.v differs from the "
+            f"directional derivative by about {-off:.3g}{note}")
+    return "inconclusive", (
+        f"inconclusive: the fitted slope {fitted_slope:.2f} over {e_fit} is neither ~2 "
+        f"(pass, >= {_PASS_SLOPE}) nor ~1 (fail, <= {_FAIL_SLOPE}){note}")
+
+
+def taylor_test(f: Callable, grad, params, *, direction=None, seed: int = 0,
+                eps=None) -> TaylorTest:
+    """Check a gradient by the Taylor remainder along one direction, with no step to choose.
+
+    ``r(e) = |f(x + e v) - f(x) - e g.v|`` is ``O(e**2)`` when ``g`` is the gradient and
+    ``O(e)`` when it is not, so the slope of ``log r`` against ``log e`` is 2 or 1. The
+    ``e g.v`` term uses the displacement really taken after rounding ``x + e v`` to the
+    params' dtype. Remainders within ~100 EPS |f(x)| of zero are rounding and are not
+    fitted; the slope is fitted on the smallest ``e`` above that floor (up to 4 points),
+    where the expansion is asymptotic.
+
+    A kink of ``f`` along ``v`` (``|x|``, ReLU, hinge at the origin of the line) also gives
+    slope 1 with a correct subgradient. It is recognised by the second difference
+    ``f(x+ev) + f(x-ev) - 2 f(x)``, which falls like ``e`` at a kink and like ``e**2``
+    otherwise (a wrong gradient cancels from it): the verdict is then ``"inconclusive"``
+    if ``g.v`` lies between the one-sided directional derivatives, ``"fail"`` if not.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(params) -> float``; receives views of a private copy of ``params``.
+    grad : callable or structure like params
+        ``grad(params)`` returning the analytic gradient, or the gradient itself.
+    params : ndarray or dict/list/tuple of ndarrays
+        Float32 or float64 parameters.
+    direction : structure like params, optional
+        The direction ``v`` (not normalized). Default: a random unit vector drawn with
+        ``seed``. One direction tests one projection ``g.v`` of the gradient; a random one
+        catches any given error with probability one.
+    seed : int
+        Seed of the random direction.
+    eps : float or sequence of float, optional
+        The multiples ``e`` of ``v``. A sequence (at least 3 distinct positive values) is
+        used as given; a float ``e0`` gives 16 values halving from it. Default ``e0`` with
+        ``e0 * max|v| = 0.1 * max(1, max|x|)``. Values of ``e`` where the loss is not finite
+        are dropped and reported.
+
+    Returns
+    -------
+    TaylorTest
+        Verdict, reason, remainders, slopes; ``str()`` gives a table.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastfd.diagnostics import taylor_test
+    >>> f = lambda x: np.sum(np.exp(x)) + x @ x
+    >>> x = np.array([0.5, -1.0, 2.0])
+    >>> result = taylor_test(f, lambda x: np.exp(x) + 2 * x, x)
+    >>> result.verdict, round(result.fitted_slope)
+    ('pass', 2)
+    >>> taylor_test(f, lambda x: np.exp(x) + x, x).verdict
+    'fail'
+    """
+    run = _Run(f, params, "central", None, 1, None, False)
+    analytic_leaves = _analytic(run, grad)
+    del grad
+    if direction is None:
+        rng = parse_seed(seed)
+        v = next(random_directions(run.layout.size, 1, rng))
+        where = f"random unit direction (seed {seed})"
+    else:
+        v = run.layout.flatten_like(direction, "direction")
+        if not np.any(v):
+            raise ValueError("direction is zero; pass a non-zero direction")
+        where = "given direction"
+    result = _taylor(run, analytic_leaves, v, _taylor_eps(eps, run, v), where)
+    run.ensure_unmodified()
+    return result
+
+
+def _second_opinion(run: _Run, analytic_leaves: list[np.ndarray], seed: int) -> TaylorTest:
+    """A Taylor test on a run :func:`fastfd.check_gradient` has already prepared.
+
+    No re-flattening, same evaluator; 32 more loss evaluations (counted in ``run.n_evals``).
+    The direction comes from its own random stream, so the sample and the random-direction
+    checks of the same seed are unaffected.
+    """
+    rng = np.random.default_rng([int(seed), 2])
+    v = next(random_directions(run.layout.size, 1, rng))
+    return _taylor(run, analytic_leaves, v, _taylor_eps(None, run, v),
+                   f"random unit direction (seed {seed}, second opinion)")
