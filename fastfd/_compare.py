@@ -18,6 +18,13 @@ import numpy as np
 from ._combine import Quotients, richardson
 
 PASS, FAIL, KINK, UNRESOLVED = "pass", "fail", "kink", "unresolved"
+KINK_FAIL = "fail at kink"  # at a kink, and the analytic value is outside the one-sided range
+
+
+def failing(status) -> np.ndarray:
+    """Mask of failing statuses (plain failures and failures at kinks)."""
+    status = np.asarray(status, dtype=object)
+    return (status == FAIL) | (status == KINK_FAIL)
 
 # A kink's one-sided gap stays put as h shrinks; a smooth gap falls by the ladder ratio (4).
 _KINK_GAP_RATIO = 0.5
@@ -106,7 +113,7 @@ def refine(a_levels, levels: list[Quotients], rtol: float, atol: float, kink_fla
     slack = tolerance(a, hi, rtol, atol, last.noise_side)
     inside = (a >= lo - slack) & (a <= hi + slack)
     status[kink & inside] = KINK
-    status[kink & ~inside] = FAIL
+    status[kink & ~inside] = KINK_FAIL
     numeric[kink] = np.where(a[kink] < lo[kink], lo[kink], hi[kink])
     noise[kink] = last.noise_side[kink]
     open_ &= ~kink

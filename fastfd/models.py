@@ -176,6 +176,8 @@ class _LinearEvaluator(Evaluator):
         return np.sqrt(eps) * np.maximum(1.0, np.abs(x.astype(np.float64)))
 
     def rounding_floor(self, f0, deltas, eps, coords, offsets):
+        # eps is that of the params' dtype: float32 weights carry float32 rounding into any
+        # analytic gradient computed from them, so the floor cannot be float64's
         rows = np.asarray(coords) // self.layout.shapes[0][1]
         scale = np.abs(offsets) * self.model._col_absmean[rows]
-        return _TERM_ULPS * np.finfo(np.float64).eps * (np.abs(deltas) + scale)
+        return _TERM_ULPS * eps * (np.abs(deltas) + scale)
