@@ -32,6 +32,16 @@ TARGETS = [
     ("textbook central loop (scaled to all coords) / fastfd full, SVM",
      "loop_svm_full", "model_svm_full", 1000.0, "min"),
 ]
+TARGETS += [
+    ("2-process loky / serial engine with 1 BLAS thread, ~1 ms softmax loss, k=2000 (speedup)",
+     "softmax_k2000_serial", "softmax_k2000_loky2", 1.8, "min"),
+    ("textbook loop with default BLAS threads / 2-process loky, k=2000 (speedup)",
+     "softmax_k2000_loop", "softmax_k2000_loky2", 1.0, "min"),
+    ("textbook loop (scaled) / 2-process loky full gradient, 2-layer ReLU net 154,160 params",
+     "relu_full_loop", "relu_full_loky2", 1.8, "min"),
+    ("textbook loop / batched full gradient, logistic regression N=20 D=64 C=10",
+     "loop_logreg_full", "batched_logreg_full", 2.5, "min"),
+]
 ABSOLUTE = [
     ("sampled check k=1000 via LinearSoftmax (s)", "model_softmax_k1000", 0.050),
     ("sampled check k=1000 via LinearSVM (s)", "model_svm_k1000", 0.050),
