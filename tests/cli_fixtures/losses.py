@@ -1,0 +1,88 @@
+"""Losses and gradients for ``fastfd check`` / ``fastfd sweep`` tests, one pair per case.
+
+Array params are a 1-D float vector ``x`` (multiples of 1/16 in the tests); dict params are
+``{"W": (2, 3), "b": (3,)}``.
+"""
+
+import numpy as np
+
+
+def _coef(x):
+    return np.arange(1.0, x.size + 1.0)
+
+
+def quad_loss(x):
+    """A smooth loss of a vector: sum of coef * x**2 plus a cubic term."""
+    return float(np.sum(_coef(x) * x**2) + np.sum(x**3))
+
+
+def quad_grad(x):
+    return 2 * _coef(x) * x + 3 * x**2
+
+
+def wrong_grad(x):
+    """The gradient with a bug in the last entry (a forgotten factor 2)."""
+    g = quad_grad(x)
+    g[-1] = _coef(x)[-1] * x[-1] + 3 * x[-1] ** 2
+    return g
+
+
+def noise_loss(x):
+    """A huge constant plus a change far below its rounding: the loss is rounding noise."""
+    return 1e8 + 1e-12 * float(np.sum(x))
+
+
+def noise_grad(x):
+    return np.full_like(x, 1e-12)
+
+
+def vector_loss(x):
+    """Not a scalar."""
+    return x**2
+
+
+def short_grad(x):
+    """A gradient with one entry too few."""
+    return quad_grad(x)[:-1]
+
+
+def raising_loss(x):
+    """Fails away from the starting point, whose entries are multiples of 1/16: a loss that
+    breaks at the first perturbed entry."""
+    if np.any(x * 16 != np.round(x * 16)):
+        raise ZeroDivisionError("division by zero in raising_loss")
+    return quad_loss(x)
+
+
+def dict_loss(p):
+    return float(np.sum(np.tanh(p["W"] @ p["b"])) + np.sum(p["b"] ** 2))
+
+
+def dict_grad(p):
+    s = 1.0 - np.tanh(p["W"] @ p["b"]) ** 2
+    return {"W": np.outer(s, p["b"]), "b": p["W"].T @ s + 2 * p["b"]}
+
+
+NOT_CALLABLE = 42
+
+
+class Model:
+    """Loss and gradient as methods, reached with dotted names (``model.loss``)."""
+
+    def loss(self, x):
+        return quad_loss(x)
+
+    def grad(self, x):
+        return quad_grad(x)
+
+
+model = Model()
+
+
+def named_loss(p):
+    """The vector loss of a dict ``{"x": vector}`` (a one-array file needs ``--dict``)."""
+    return quad_loss(p["x"])
+
+
+def named_grad(p):
+    return {"x": quad_grad(p["x"])}
