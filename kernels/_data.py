@@ -84,7 +84,7 @@ def _check_finite(name: str, array: np.ndarray) -> None:
 def check_finite_result(loss: float, W: np.ndarray, X: np.ndarray) -> None:
     """After a loss came out NaN/Inf, raise ValueError if a NaN/Inf in ``X`` or ``W`` caused it.
 
-    Checked after the computation, not before: scanning ``X`` costs a quarter of the loss and
+    Checked after the computation, not before: scanning ``X`` costs about a fifth of the loss and
     gradient, and a NaN/Inf entry of ``X`` or ``W`` (almost) always makes the loss non-finite. A
     non-finite loss from finite inputs (overflowing scores) is returned as it is.
     """

@@ -206,9 +206,8 @@ def _hinge_kink_kernel(XT, kink_radius, rows, cols, steps, flags):
         # counted rather than searched with an early exit: the branch-free loop vectorizes
         n_kinks = 0
         for i in range(n_examples):
-            reach = step * abs(np.float64(feature[i]))
-            if feature[i] != 0.0 and radius[i] <= reach:
-                n_kinks += 1
+            x = np.float64(feature[i])
+            n_kinks += (radius[i] <= step * abs(x)) & (x != 0.0)
         flags[k] = n_kinks > 0
 
 
