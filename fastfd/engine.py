@@ -52,7 +52,6 @@ class _Run:
         self.progress = progress
         self.n_evals = 0
         self._x_absmax = None  # max |x|, for direction steps (computed once)
-        self._bar = None
         began = time.perf_counter()
         raw = self._guarded(lambda: self.evaluator.value(self.x), "params")
         self.base_seconds = time.perf_counter() - began

@@ -92,6 +92,17 @@ class LinearSoftmax(_LinearModel):
         L2 regularization strength.
     n_classes : int, optional
         Number of classes ``C``; default ``max(y) + 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastfd.models import LinearSoftmax
+    >>> X, y = np.eye(3), np.array([0, 1, 2])
+    >>> m = LinearSoftmax(X, y, reg=0.0)
+    >>> round(m(np.zeros((3, 3))), 6)  # log(3): all classes equally likely
+    1.098612
+    >>> m.grad(np.zeros((3, 3))).shape
+    (3, 3)
     """
 
     def loss_and_grad(self, W):
@@ -114,6 +125,16 @@ class LinearSVM(_LinearModel):
         As in :class:`LinearSoftmax`.
     delta : float
         Margin (default 1.0).
+
+    Examples
+    --------
+    >>> import numpy as np, fastfd
+    >>> X, y = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1])
+    >>> m = fastfd.models.LinearSVM(X, y, reg=0.0)
+    >>> m(np.zeros((2, 2)))  # every margin is delta = 1
+    1.0
+    >>> fastfd.check_gradient(m, m.grad, np.array([[0.3, -0.2], [0.1, 0.4]])).verdict
+    'pass'
     """
 
     def __init__(self, X, y, reg: float = 0.0, delta: float = 1.0, n_classes: int | None = None):

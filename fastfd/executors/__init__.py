@@ -14,22 +14,31 @@ from .._params import Layout
 from ._base import Evaluator, SerialEvaluator
 from ._batched import BatchedEvaluator
 from ._joblib import JoblibEvaluator
+from ._numba import NumbaEvaluator
+from ._numba import accepts as numba_accepts
 
 __all__ = [
     "BatchedEvaluator",
     "Evaluator",
     "JoblibEvaluator",
+    "NumbaEvaluator",
     "SerialEvaluator",
     "select_evaluator",
 ]
 
-_NAMED = {"serial": SerialEvaluator, "joblib": JoblibEvaluator, "batched": BatchedEvaluator}
+_NAMED = {
+    "serial": SerialEvaluator,
+    "joblib": JoblibEvaluator,
+    "batched": BatchedEvaluator,
+    "numba": NumbaEvaluator,
+}
 
 
 def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int = 1,
                      backend: str | None = None, batched: bool = False) -> Evaluator:
-    """The evaluator for ``f``: an explicit choice, else the model's own, else joblib when
-    ``n_jobs != 1`` or a ``backend`` is named, else serial.
+    """The evaluator for ``f``: an explicit choice, else the model's own, else the compiled
+    driver for an ``@njit`` loss of one flat float64 vector, else joblib when ``n_jobs != 1``
+    or a ``backend`` is named, else serial.
     """
     if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
         raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
@@ -61,6 +70,8 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
     own = getattr(f, "fastfd_evaluator", None)
     if callable(own):
         return own().bind(f, layout)
+    if backend is None and numba_accepts(f, layout):
+        return NumbaEvaluator(n_jobs=n_jobs).bind(f, layout)
     if n_jobs != 1 or backend is not None:
         return JoblibEvaluator(n_jobs=n_jobs, backend=backend or "loky").bind(f, layout)
     return SerialEvaluator().bind(f, layout)
