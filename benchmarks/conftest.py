@@ -37,8 +37,10 @@ TARGETS += [
      "softmax_k2000_serial", "softmax_k2000_loky2", 1.8, "min"),
     ("textbook loop with default BLAS threads / 2-process loky, k=2000 (speedup)",
      "softmax_k2000_loop", "softmax_k2000_loky2", 1.0, "min"),
-    ("textbook loop (scaled) / 2-process loky full gradient, 2-layer ReLU net 154,160 params",
-     "relu_full_loop", "relu_full_loky2", 1.8, "min"),
+    ("textbook loop, 1 BLAS thread (scaled) / 2-process loky full gradient, ReLU net 154,160",
+     "relu_full_loop_1thread", "relu_full_loky2", 1.8, "min"),
+    ("textbook loop, default BLAS threads (scaled) / 2-process loky full gradient, ReLU net",
+     "relu_full_loop_default", "relu_full_loky2", 1.0, "min"),
     ("textbook loop / batched full gradient, logistic regression N=20 D=64 C=10",
      "loop_logreg_full", "batched_logreg_full", 2.5, "min"),
 ]

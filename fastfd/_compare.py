@@ -86,10 +86,8 @@ def refine(a_levels, levels: list[Quotients], rtol: float, atol: float, kink_fla
         candidates = [(q.central, q.noise_central)]
         if j > 0:
             prev = levels[j - 1]
-            candidates.append(
-                (richardson(q.central, prev.central),
-                 (16 * q.noise_central + prev.noise_central) / 15)
-            )
+            candidates.append((richardson(q.central, prev.central),
+                               richardson(q.noise_central, -prev.noise_central)))
         for est, est_noise in candidates:
             ok = open_ & meets(a, est, est_noise, rtol, atol) & (moved if j > 0 else True)
             status[ok], numeric[ok], noise[ok] = PASS, est[ok], est_noise[ok]

@@ -35,11 +35,13 @@ def parse_sample(sample, n_params: int):
 
 
 def parse_seed(seed) -> np.random.Generator:
-    """A numpy Generator from an int seed (or a Generator), with a clear error otherwise."""
-    if isinstance(seed, np.random.Generator):
-        return seed
+    """A numpy Generator from a non-negative int seed, with a clear error otherwise.
+
+    Only ints: the sample, the random directions and the Taylor direction each draw from
+    their own stream derived from the same seed, so that one never shifts the others.
+    """
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be a non-negative int or a numpy Generator; got {seed!r}")
+        raise TypeError(f"seed must be a non-negative int; got {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative int; got {seed}")
     return np.random.default_rng(int(seed))
@@ -62,7 +64,8 @@ def _boundary_entries(shape: tuple[int, ...], rng: np.random.Generator) -> list[
 
 def stratified_sample(layout: Layout, k: int, rng: np.random.Generator) -> np.ndarray:
     """About ``k`` flat coordinates: every array in proportion to its size, at least
-    ``min(size, 5)`` from each, boundary slices first. Sorted, no duplicates.
+    ``min(size, max(5, 2 * ndim))`` from each, starting with one entry of the first and of
+    the last slice along every axis. Sorted, no duplicates.
 
     Examples
     --------
@@ -73,7 +76,8 @@ def stratified_sample(layout: Layout, k: int, rng: np.random.Generator) -> np.nd
     (50, 5)
     """
     sizes = np.diff(layout.starts)
-    floor = np.minimum(sizes, MIN_PER_ARRAY)
+    # room for one entry of the first and the last slice along every axis
+    floor = np.minimum(sizes, [max(MIN_PER_ARRAY, 2 * len(shape)) for shape in layout.shapes])
     spare = max(0, k - int(floor.sum()))
     quota = np.minimum(sizes, floor + np.floor(spare * sizes / sizes.sum())).astype(np.int64)
     # hand out what rounding left to the largest arrays, without exceeding their size
@@ -87,7 +91,7 @@ def stratified_sample(layout: Layout, k: int, rng: np.random.Generator) -> np.nd
         q, size = int(quota[j]), int(sizes[j])
         if q == 0:
             continue
-        picks = _boundary_entries(shape, rng)[: max(1, q // 2)] if shape else [0]
+        picks = _boundary_entries(shape, rng)[:q] if shape else [0]
         if q > len(picks):
             if size > 4 * q:  # sparse: O(q) work and memory, whatever the array's size
                 rest = _sparse_draw(size, q - len(picks), picks, rng)

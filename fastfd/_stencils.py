@@ -68,11 +68,21 @@ def get_stencil(method: str) -> Stencil:
         raise ValueError(f"method must be one of {valid}; got {method!r}") from None
 
 
-def apply_stencil(stencil: Stencil, deltas: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Combine ``deltas[j, k] = f(x + offsets_j * steps[k] e_k) - f(x)`` into derivatives.
+def apply_stencil(stencil: Stencil, deltas: np.ndarray, steps: np.ndarray,
+                  moves: np.ndarray | None = None) -> np.ndarray:
+    """Combine ``deltas[j, k] = f(x + moves[j, k] e_k) - f(x)`` into derivatives.
 
-    ``deltas`` has one row per perturbed offset of the stencil (in ``stencil.perturbed`` order).
+    ``deltas`` has one row per perturbed offset of the stencil (in ``stencil.perturbed`` order);
+    ``moves`` are the displacements really taken (``offset_j * steps`` before rounding).
     Because the weights sum to zero, ``f(x)`` cancels and only differences are needed.
+    Two-point stencils divide by the displacements really taken, which rounding can make
+    asymmetric; longer stencils use the nominal weights (a relative error of about
+    ``ulp(x) / h``).
     """
+    nodes = [o for o, _ in stencil.perturbed]
+    if moves is not None and len(nodes) == 1:
+        return deltas[0] / moves[0]
+    if moves is not None and nodes == [-1.0, 1.0]:
+        return (deltas[1] - deltas[0]) / (moves[1] - moves[0])
     weights = np.array([w for _, w in stencil.perturbed])
     return weights @ deltas / steps

@@ -70,13 +70,14 @@ def validate_steps(step, n: int, x: np.ndarray, stencil: Stencil, names=None) ->
 
 
 def checked_actual_steps(x: np.ndarray, steps: np.ndarray, names) -> np.ndarray:
-    """Actual steps, with an error when a step vanishes after rounding (step below ulp(x))."""
+    """Actual steps (either sign), with an error when one vanishes after rounding (a step
+    below ulp(x))."""
     taken = actual_steps(x, steps)
-    zero = taken <= 0
+    zero = (taken == 0) | (np.sign(taken) != np.sign(steps))
     if zero.any():
         i = int(np.flatnonzero(zero)[0])
         raise ValueError(
-            f"step {steps[i]:.3g} for {names(i)} is lost to rounding: {x.dtype} value "
+            f"step {abs(steps[i]):.3g} for {names(i)} is lost to rounding: {x.dtype} value "
             f"{float(x[i]):.6g} + step == value; use a larger step (or the default)"
         )
     return taken

@@ -52,11 +52,11 @@ class _LinearModel:
 
     def __call__(self, W) -> float:
         """The loss at ``W`` (shape (D, C))."""
-        return self.loss_and_grad(W)[0]
+        return self.loss(W)
 
     def loss(self, W) -> float:
         """The loss at ``W``: mean data loss + ``reg * sum(W * W)``."""
-        return self.loss_and_grad(W)[0]
+        raise NotImplementedError
 
     def grad(self, W) -> np.ndarray:
         """Analytic gradient with respect to ``W``."""
@@ -105,6 +105,9 @@ class LinearSoftmax(_LinearModel):
     (3, 3)
     """
 
+    def loss(self, W):
+        return softmax.softmax_loss(W, self._data.X, self._data.y, self.reg)
+
     def loss_and_grad(self, W):
         return softmax.softmax_loss_and_grad(W, self._data.X, self._data.y, self.reg)
 
@@ -140,6 +143,9 @@ class LinearSVM(_LinearModel):
     def __init__(self, X, y, reg: float = 0.0, delta: float = 1.0, n_classes: int | None = None):
         super().__init__(X, y, reg, n_classes)
         self.delta = svm._check_delta(delta)
+
+    def loss(self, W):
+        return svm.svm_loss(W, self._data.X, self._data.y, self.reg, delta=self.delta)
 
     def loss_and_grad(self, W):
         return svm.svm_loss_and_grad(W, self._data.X, self._data.y, self.reg, delta=self.delta)

@@ -301,8 +301,12 @@ def prepare_data(X, y, n_classes=None) -> LinearData:
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2; got {n_classes}")
         _check_label_range(y, n_classes, f"n_classes = {n_classes}")
-    X = np.ascontiguousarray(X)
-    y = np.ascontiguousarray(y, dtype=np.int64)
+    # private read-only copies: a caller reusing X as a buffer must not desynchronize the
+    # cached tables below from the data the losses read
+    X = np.array(X, order="C", copy=True)
+    y = np.array(y, dtype=np.int64, copy=True)
+    X.setflags(write=False)
+    y.setflags(write=False)
     XT = np.ascontiguousarray(X.T)
     onehot = np.zeros((X.shape[0], n_classes))
     onehot[np.arange(X.shape[0]), y] = 1.0

@@ -283,3 +283,26 @@ def test_taylor_second_opinion_decides_a_noise_limited_check():
     for wrong in (lambda v: 4e-3 * v, lambda v: -2e-3 * v):
         result = fastfd.check_gradient(f, wrong, x)
         assert result.verdict == "fail" and "e**1.0" in result.reasons[0], result
+
+
+def test_grad_writing_into_its_argument_is_harmless():
+    x = np.linspace(-1, 1, 9)
+
+    def grad_in_place(p):
+        p *= 2.0  # writes into the views it was given, and returns them
+        return p
+
+    result = fastfd.check_gradient(lambda v: float(v @ v), grad_in_place, x)
+    assert result.verdict == "pass", result
+    np.testing.assert_array_equal(x, np.linspace(-1, 1, 9))
+
+
+def test_confidence_counts_only_entries_with_evidence():
+    x = np.concatenate([np.zeros(50), np.linspace(1, 2, 50)])
+    f = lambda v: float(np.sum(v[50:] ** 2))  # noqa: E731  the first 50 entries do nothing
+    result = fastfd.check_gradient(f, lambda v: np.where(np.arange(100) < 50, 0, 2 * v), x,
+                                   sample=40, seed=0)
+    assert result.passed
+    assert "of 100 checked" in result.confidence
+    counted = int(result.confidence.split("(")[1].split(" of")[0])
+    assert 0 < counted < result.n_checked  # entries below the rounding floor prove nothing

@@ -147,3 +147,15 @@ def test_progress_bar(capsys, name):
     assert "60/60" in err and "eval" in err
     fastfd.numerical_gradient(lambda p: float(p @ p), x, evaluator=evaluator_for(name))
     assert capsys.readouterr().err == ""
+
+
+def test_parallel_settings_reach_named_evaluators_and_clash_with_instances():
+    x = np.linspace(0, 1, 10)
+    with pytest.raises(ValueError, match="carries its own parallel settings"):
+        fastfd.numerical_gradient(lambda p: float(p @ p), x, evaluator=SerialEvaluator(),
+                                  n_jobs=2)
+    with pytest.raises(ValueError, match="drop n_jobs"):
+        fastfd.numerical_gradient(lambda p: float(p @ p), x, evaluator="serial", n_jobs=2)
+    g = fastfd.numerical_gradient(lambda p: float(p @ p), x, evaluator="joblib", n_jobs=2,
+                                  backend="threading")
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-8)

@@ -114,3 +114,13 @@ def test_model_rejects_other_params():
         fastfd.numerical_gradient(m, {"W": W})
     with pytest.raises(ValueError, match="reg"):
         LinearSoftmax(X, y, -1.0)
+
+
+def test_model_keeps_its_own_copy_of_the_data():
+    W, X, y = problem()
+    m = LinearSoftmax(X, y, 0.3)
+    before = m(W)
+    X *= 2.0  # the caller reuses its buffer
+    y[:] = 0
+    assert m(W) == before
+    assert fastfd.check_gradient(m, m.grad, W).verdict == "pass"

@@ -64,3 +64,21 @@ def test_random_directions_are_unit_and_reproducible():
     for u, v in zip(a, b):
         assert np.linalg.norm(u) == pytest.approx(1.0)
         np.testing.assert_array_equal(u, v)
+
+
+def test_boundary_slices_of_3d_arrays_fit_the_minimum_quota():
+    shape = (6, 7, 8)
+    layout, _ = flatten({"T": np.zeros(shape), "w": np.zeros(500)})
+    for seed in range(5):
+        coords = stratified_sample(layout, 10, np.random.default_rng(seed))
+        mine = coords[coords < 336]
+        index = np.unravel_index(mine, shape)
+        for axis, n in enumerate(shape):
+            assert 0 in index[axis] and n - 1 in index[axis]
+
+
+def test_generator_seeds_are_refused():
+    from fastfd._sampling import parse_seed
+
+    with pytest.raises(TypeError, match="seed must be a non-negative int"):
+        parse_seed(np.random.default_rng(0))

@@ -56,22 +56,34 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
             raise ValueError("batched=True picks the BatchedEvaluator; pass batched=True or "
                              "evaluator=, not both")
         return (evaluator or BatchedEvaluator()).bind(f, layout)
+    parallel = n_jobs != 1 or backend is not None
     if isinstance(evaluator, Evaluator):
+        if parallel:
+            raise ValueError("an Evaluator instance carries its own parallel settings; pass "
+                             "n_jobs/backend to its constructor, not to this call")
         return evaluator.bind(f, layout)
     if isinstance(evaluator, str):
-        try:
-            return _NAMED[evaluator]().bind(f, layout)
-        except KeyError:
+        if evaluator not in _NAMED:
             valid = ", ".join(repr(k) for k in _NAMED)
             raise ValueError(f"evaluator must be an Evaluator or one of {valid}; "
-                             f"got {evaluator!r}") from None
+                             f"got {evaluator!r}")
+        if evaluator == "joblib":
+            return JoblibEvaluator(n_jobs=n_jobs, backend=backend or "loky").bind(f, layout)
+        if backend is not None:
+            raise ValueError(f"backend={backend!r} applies to the joblib evaluator, not to "
+                             f"evaluator={evaluator!r}")
+        if evaluator == "numba":
+            return NumbaEvaluator(n_jobs=n_jobs).bind(f, layout)
+        if n_jobs != 1:
+            raise ValueError(f"evaluator={evaluator!r} runs in this process; drop n_jobs")
+        return _NAMED[evaluator]().bind(f, layout)
     if evaluator is not None:
         raise TypeError(f"evaluator must be an Evaluator instance or a name; got {evaluator!r}")
     own = getattr(f, "fastfd_evaluator", None)
-    if callable(own):
+    if callable(own):  # models: exact incremental evaluation, already parallel inside
         return own().bind(f, layout)
     if backend is None and numba_accepts(f, layout):
         return NumbaEvaluator(n_jobs=n_jobs).bind(f, layout)
-    if n_jobs != 1 or backend is not None:
+    if parallel:
         return JoblibEvaluator(n_jobs=n_jobs, backend=backend or "loky").bind(f, layout)
     return SerialEvaluator().bind(f, layout)

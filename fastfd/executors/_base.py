@@ -38,14 +38,20 @@ def loss_scalar(value) -> float:
 
 
 def annotate(error: BaseException, where: str) -> None:
-    """Add ``where`` to an exception's message in place, keeping its type and traceback."""
-    suffix = f" (raised while evaluating the loss at {where})"
-    if error.args and isinstance(error.args[0], str):
-        error.args = (error.args[0] + suffix,) + error.args[1:]
-    else:
-        error.args = (suffix.strip(" ()"),) + error.args
+    """Name the failing entry on an exception in place, keeping its type and traceback.
+
+    A plain one-string message gets the entry appended (so ``str(error)`` names it); every
+    exception gets a note (``__notes__``, shown in tracebacks; set by hand before Python 3.11),
+    which survives pickling from worker processes. Other ``args`` are left alone: rewriting
+    them garbles KeyError or OSError and can break unpickling.
+    """
+    if len(error.args) == 1 and isinstance(error.args[0], str) and type(error) is not KeyError:
+        error.args = (f"{error.args[0]} (raised while evaluating the loss at {where})",)
+    note = f"fastfd: the caller's parameters are unchanged; failing entry: {where}"
     if hasattr(error, "add_note"):
-        error.add_note(f"fastfd: the caller's parameters are unchanged; failing entry: {where}")
+        error.add_note(note)
+    else:  # Python 3.10
+        error.__notes__ = [*getattr(error, "__notes__", []), note]
 
 
 def evaluate_coords(
@@ -58,14 +64,15 @@ def evaluate_coords(
     inside ``try/finally`` so an exception or KeyboardInterrupt leaves ``x`` intact.
     """
     out = np.empty(len(coords), dtype=np.float64)
-    for k in range(len(coords)):
-        i = coords[k]
+    # Python scalars: numpy scalar indexing per evaluation costs more than microsecond losses
+    for k, (i, offset) in enumerate(zip(np.asarray(coords).tolist(),
+                                        np.asarray(offsets).tolist())):
         xi = x[i]
         try:
-            x[i] = xi + offsets[k]
+            x[i] = float(xi) + offset  # in float64, rounded once to x's dtype on the write
             out[k] = loss_scalar(f(args()))
         except Exception as error:
-            annotate(error, f"{names(i)} {float(offsets[k]):+.3g}")
+            annotate(error, f"{names(i)} {offset:+.3g}")
             raise
         finally:
             x[i] = xi

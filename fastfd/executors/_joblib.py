@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import uuid
 from collections import OrderedDict
 
@@ -28,16 +29,18 @@ _MAX_CHUNK = 4096
 _PROCESS_BACKENDS = {"loky", "multiprocessing", "dask"}
 
 _worker_losses: OrderedDict = OrderedDict()  # token -> unpickled loss, per worker process
+_worker_lock = threading.Lock()  # dask workers run tasks in threads
 
 
 def _loss_in_worker(token: str, blob: np.ndarray):
-    f = _worker_losses.get(token)
-    if f is None:
-        f = cloudpickle.loads(blob.tobytes())
-        _worker_losses[token] = f
-        while len(_worker_losses) > 4:
-            _worker_losses.popitem(last=False)
-    return f
+    with _worker_lock:
+        f = _worker_losses.get(token)
+        if f is None:
+            f = cloudpickle.loads(blob.tobytes())
+            _worker_losses[token] = f
+            while len(_worker_losses) > 4:
+                _worker_losses.popitem(last=False)
+        return f
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 
 import numba
 import numpy as np
@@ -262,14 +263,20 @@ class NumbaEvaluator(Evaluator):
             bounds = chunk_bounds(start, stop, n_threads)
             done = np.zeros(len(bounds) - 1, dtype=np.uint8)
             first_changed = np.full(len(bounds) - 1, -1, dtype=np.int64)
+            driver_error = None
             if loss is not None:
                 try:
                     with _numba_threads(n_threads):
                         driver(loss, x, coords, offsets, bounds, out, done, first_changed)
-                except Exception:
-                    pass  # the serial re-run of the unfinished chunks raises it with the entry
+                except Exception as error:
+                    # the serial re-run of the unfinished chunks raises the loss's own error
+                    # naming the entry; if it does not, the fast path itself failed: say so
+                    driver_error = error
             if not done.all():
                 self._rerun_serially(x, coords, offsets, bounds, done, out)
+                if driver_error is not None:
+                    warnings.warn(f"the numba driver failed ({driver_error!r}); evaluated "
+                                  "serially instead", RuntimeWarning, stacklevel=2)
             self._check_unmodified(first_changed)
             if self.progress is not None:
                 self.progress(stop - start)
