@@ -254,7 +254,8 @@ def numerical_gradient(
         because they compute differences without cancellation.
     n_jobs : int
         Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
-        are identical to the serial run whatever the backend.
+        equal the serial run's, bit for bit when the loss does the same arithmetic in
+        every worker.
     backend : str, optional
         ``"loky"`` (processes; the default when ``n_jobs != 1``) pays off for losses of about
         0.1 ms and more: a chunk of hundreds of evaluations costs about a millisecond to
@@ -392,7 +393,8 @@ def check_gradient(
         Seed of the sample and of the random directions.
     n_jobs : int
         Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
-        are identical to the serial run whatever the backend.
+        equal the serial run's, bit for bit when the loss does the same arithmetic in
+        every worker.
     backend : str, optional
         ``"loky"`` (processes; the default when ``n_jobs != 1``) pays off for losses of about
         0.1 ms and more: a chunk of hundreds of evaluations costs about a millisecond to
