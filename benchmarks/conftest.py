@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastfd._baseline import cifar_like_problem
+from .baseline import cifar_like_problem
 
 TIMES: dict[str, float] = {}
 SCALE: dict[str, float] = {}  # multiply a key's time by this before comparing (subset loops)

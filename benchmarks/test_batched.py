@@ -13,9 +13,9 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import fastfd
-from fastfd._baseline import centered_on_coords
 from fastfd.executors._batched import BatchedEvaluator
 
+from .baseline import centered_on_coords
 from .conftest import record
 
 N, D, C, REG = 20, 64, 10, 1e-3

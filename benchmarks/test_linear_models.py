@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import fastfd
-from fastfd._baseline import centered_on_coords
 from fastfd.kernels import reference, softmax, svm
 from fastfd.models import LinearSoftmax, LinearSVM
 
+from .baseline import centered_on_coords
 from .conftest import record
 
 KINDS = {

@@ -15,9 +15,9 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import fastfd
-from fastfd._baseline import centered_on_coords
 from fastfd.kernels import reference
 
+from .baseline import centered_on_coords
 from .conftest import record
 
 K = 2000

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._params import Layout
-from ._base import Evaluator, SerialEvaluator
+from ._base import Evaluator, SerialEvaluator, check_n_jobs
 from ._batched import BatchedEvaluator
 from ._joblib import JoblibEvaluator
 from ._numba import NumbaEvaluator
@@ -40,11 +40,7 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
     driver for an ``@njit`` loss of one flat float64 vector, else joblib when ``n_jobs != 1``
     or a ``backend`` is named, else serial.
     """
-    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
-        raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
-                        f"got {n_jobs!r}")
-    if n_jobs == 0:
-        raise ValueError("n_jobs must be a non-zero int (joblib convention, -1 = all cores); got 0")
+    check_n_jobs(n_jobs)
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be None or a joblib backend name; got {backend!r}")
     if not isinstance(batched, (bool, np.bool_)):

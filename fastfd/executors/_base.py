@@ -37,6 +37,27 @@ def loss_scalar(value) -> float:
         raise TypeError(f"the loss must return a real scalar; got {type(value).__name__}") from None
 
 
+def loss_args(layout: Layout, x: np.ndarray) -> Callable[[], object]:
+    """A function returning the loss's argument: the params' structure as views into ``x``.
+
+    Views are built once; each call gets a fresh container, since the loss may mutate it.
+    """
+    views = layout.views(x)
+    if isinstance(views, (dict, list)):
+        return lambda: type(views)(views)
+    return lambda: views
+
+
+def check_n_jobs(n_jobs) -> int:
+    """``n_jobs`` validated (joblib convention: non-zero, -1 = all cores)."""
+    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
+        raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
+                        f"got {n_jobs!r}")
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be a non-zero int (joblib convention, -1 = all cores); got 0")
+    return int(n_jobs)
+
+
 def annotate(error: BaseException, where: str) -> None:
     """Name the failing entry on an exception in place, keeping its type and traceback.
 
@@ -102,10 +123,7 @@ class Evaluator:
         return bound
 
     def _args(self, x: np.ndarray):
-        views = self.layout.views(x)
-        if isinstance(views, (dict, list)):
-            return lambda: type(views)(views)  # a fresh container per call: the loss may mutate it
-        return lambda: views
+        return loss_args(self.layout, x)
 
     def value(self, x: np.ndarray):
         """``f`` at ``x``, as the loss returned it (the engine inspects its dtype)."""

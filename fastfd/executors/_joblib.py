@@ -20,7 +20,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 
 from .._plan import chunk_slices
-from ._base import Evaluator, evaluate_coords
+from ._base import Evaluator, evaluate_coords, loss_args
 
 # Chunks per worker: enough to balance uneven chunks, few enough that scheduling (about a
 # millisecond per task) stays negligible next to hundreds of evaluations per chunk.
@@ -64,11 +64,7 @@ def _evaluate_chunk(source, layout, x, coords, offsets, limit_threads):
     """Run the serial loop on one chunk; ``source`` is the loss or its (token, pickle)."""
     f = _loss_in_worker(*source) if isinstance(source, tuple) else source
     private = np.array(x, copy=True)  # x may be a shared read-only memmap
-    views = layout.views(private)
-
-    def args():
-        return type(views)(views) if isinstance(views, (dict, list)) else views
-
+    args = loss_args(layout, private)
     context = _single_threaded_inner() if limit_threads else contextlib.nullcontext()
     with context:
         return evaluate_coords(f, args, private, coords, offsets, layout.name)

@@ -32,7 +32,7 @@ from numba.core.registry import CPUDispatcher
 
 from .._params import Layout
 from ..kernels._config import PARALLEL_OPTIONS
-from ._base import Evaluator, evaluate_coords
+from ._base import Evaluator, check_n_jobs, evaluate_coords
 
 __all__ = ["NumbaEvaluator", "accepts"]
 
@@ -226,13 +226,7 @@ class NumbaEvaluator(Evaluator):
     """
 
     def __init__(self, n_jobs: int = 1):
-        if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
-            raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all "
-                            f"cores); got {n_jobs!r}")
-        if n_jobs == 0:
-            raise ValueError("n_jobs must be a non-zero int (joblib convention, -1 = all "
-                             "cores); got 0")
-        self.n_jobs = int(n_jobs)
+        self.n_jobs = check_n_jobs(n_jobs)
 
     def __repr__(self) -> str:
         return f"NumbaEvaluator(n_jobs={self.n_jobs})"
