@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._config import PARALLEL_OPTIONS
+from ._data import check_finite_result
 
 __all__ = ["scores_float64"]
 
@@ -37,3 +38,26 @@ def scores_float64(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     out = np.empty((X.shape[0], W.shape[1]), dtype=np.float64)
     _scores_kernel(X, np.ascontiguousarray(W.T, dtype=np.float64), out)
     return out
+
+
+def loss_and_dscores(rows_kernel, W, X, y, reg, *args):
+    """Loss and ``dloss/dscores`` of validated input for a per-row kernel.
+
+    ``rows_kernel(scores, y, *args, dscores)`` fills ``dscores`` and returns the summed data
+    loss; the matmul stays in BLAS (Numba's ``np.dot`` would need SciPy).
+    """
+    scores = X @ W
+    dscores = np.empty_like(scores)
+    data_loss = rows_kernel(scores, np.asarray(y, dtype=np.int64), *args, dscores)
+    loss = float(data_loss) / X.shape[0] + reg * float(np.vdot(W, W))
+    check_finite_result(loss, W, X)
+    return loss, dscores
+
+
+def weight_gradient(X, dscores, W, reg):
+    """``X.T @ dscores + 2 reg W``, the gradient of every linear loss from its ``dscores``."""
+    # X.T @ dscores rather than the equal (dscores.T @ X).T: the latter ran ~20% faster on an
+    # idle 2-core machine but several times slower whenever another process wanted the cores
+    dW = X.T @ dscores
+    dW += 2 * reg * W
+    return dW
