@@ -30,6 +30,35 @@ from .executors._base import annotate, loss_scalar
 from .report import ArraySummary, Entry, GradientCheck
 
 AUTO_BUDGET_S = 10.0
+
+# Parameters shared by numerical_gradient and check_gradient, written once.
+_EXECUTION_DOC = """\
+    n_jobs : int
+        Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
+        equal the serial run's, bit for bit when the loss does the same arithmetic in
+        every worker.
+    backend : str, optional
+        ``"loky"`` (processes; the default when ``n_jobs != 1``) pays off for losses of about
+        0.1 ms and more: a chunk of hundreds of evaluations costs about a millisecond to
+        schedule, and the loss and ``x`` are sent to each worker once. ``"threading"`` avoids
+        pickling but helps only when the loss releases the GIL (large BLAS calls, numba
+        ``nogil``). ``"dask"`` runs the same chunks on the active ``distributed.Client``
+        (``with distributed.Client(...):`` around the call; ``pip install 'fastfd[dask]'``).
+        An ``@njit`` loss of one flat float64 vector runs in a compiled ``prange`` driver with
+        ``n_jobs`` threads, and models from :mod:`fastfd.models` use their exact incremental
+        evaluator: both are faster than any process pool.
+    progress : bool
+        Show a tqdm progress bar (evaluations done / total, rate, ETA); off by default.
+    evaluator : Evaluator or str, optional
+        How to evaluate perturbed losses (an :class:`~fastfd.executors.Evaluator` or one of
+        ``"serial"``, ``"joblib"``, ``"numba"``, ``"batched"``); chosen automatically.
+    batched : bool
+        ``f`` takes a stack of K parameter sets (every array with a leading axis of length K)
+        and returns K losses; perturbations are sent in stacks (a reused buffer, sized to
+        bound memory), which removes the per-call Python overhead that dominates losses of
+        a few microseconds.
+"""
+
 _PROBE_COORDS = 16
 _N_WORST = 5
 _INCONCLUSIVE_WEAK_FRACTION = 0.9
@@ -252,30 +281,7 @@ def numerical_gradient(
         ``EPS**(1/2) * max(1, |x|)`` for one-sided, ``EPS**(1/5) ...`` for ``central4``,
         with ``EPS`` of the params' dtype. Models from :mod:`fastfd.models` use a smaller step
         because they compute differences without cancellation.
-    n_jobs : int
-        Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
-        equal the serial run's, bit for bit when the loss does the same arithmetic in
-        every worker.
-    backend : str, optional
-        ``"loky"`` (processes; the default when ``n_jobs != 1``) pays off for losses of about
-        0.1 ms and more: a chunk of hundreds of evaluations costs about a millisecond to
-        schedule, and the loss and ``x`` are sent to each worker once. ``"threading"`` avoids
-        pickling but helps only when the loss releases the GIL (large BLAS calls, numba
-        ``nogil``). ``"dask"`` runs the same chunks on the active ``distributed.Client``
-        (``with distributed.Client(...):`` around the call; ``pip install 'fastfd[dask]'``).
-        An ``@njit`` loss of one flat float64 vector runs in a compiled ``prange`` driver with
-        ``n_jobs`` threads, and models from :mod:`fastfd.models` use their exact incremental
-        evaluator: both are faster than any process pool.
-    progress : bool
-        Show a tqdm progress bar (evaluations done / total, rate, ETA); off by default.
-    evaluator : Evaluator or str, optional
-        How to evaluate perturbed losses (an :class:`~fastfd.executors.Evaluator` or one of
-        ``"serial"``, ``"joblib"``, ``"batched"``); chosen automatically by default.
-    batched : bool
-        ``f`` takes a stack of K parameter sets (every array with a leading axis of length K)
-        and returns K losses; perturbations are sent in stacks (a reused buffer, sized to
-        bound memory), which removes the per-call Python overhead that dominates losses of
-        a few microseconds.
+    %(execution)s
 
     Returns
     -------
@@ -391,30 +397,7 @@ def check_gradient(
         to 0 (the rounding floor already acts as an absolute tolerance).
     seed : int
         Seed of the sample and of the random directions.
-    n_jobs : int
-        Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
-        equal the serial run's, bit for bit when the loss does the same arithmetic in
-        every worker.
-    backend : str, optional
-        ``"loky"`` (processes; the default when ``n_jobs != 1``) pays off for losses of about
-        0.1 ms and more: a chunk of hundreds of evaluations costs about a millisecond to
-        schedule, and the loss and ``x`` are sent to each worker once. ``"threading"`` avoids
-        pickling but helps only when the loss releases the GIL (large BLAS calls, numba
-        ``nogil``). ``"dask"`` runs the same chunks on the active ``distributed.Client``
-        (``with distributed.Client(...):`` around the call; ``pip install 'fastfd[dask]'``).
-        An ``@njit`` loss of one flat float64 vector runs in a compiled ``prange`` driver with
-        ``n_jobs`` threads, and models from :mod:`fastfd.models` use their exact incremental
-        evaluator: both are faster than any process pool.
-    progress : bool
-        Show a tqdm progress bar (evaluations done / total, rate, ETA); off by default.
-    evaluator : Evaluator or str, optional
-        How to evaluate perturbed losses (an :class:`~fastfd.executors.Evaluator` or one of
-        ``"serial"``, ``"joblib"``, ``"batched"``); chosen automatically by default.
-    batched : bool
-        ``f`` takes a stack of K parameter sets (every array with a leading axis of length K)
-        and returns K losses; perturbations are sent in stacks (a reused buffer, sized to
-        bound memory), which removes the per-call Python overhead that dominates losses of
-        a few microseconds.
+    %(execution)s
 
     Returns
     -------
@@ -757,3 +740,7 @@ def _report(run, coords, analytic, numeric, noise, status, steps, direction_entr
         localized=localized,
         dtype=str(layout.dtype),
     )
+
+
+for _documented in (numerical_gradient, check_gradient):
+    _documented.__doc__ = _documented.__doc__.replace("    %(execution)s\n", _EXECUTION_DOC)

@@ -2,6 +2,11 @@
 
 Every evaluator implements the small protocol of :class:`Evaluator`; the engine never
 branches on which one it holds. :func:`select_evaluator` picks one from the arguments.
+
+A loss object can bring its own evaluator, as :mod:`fastfd.models` do: a method
+``fastfd_evaluator()`` returning an :class:`Evaluator` (bound by the engine), and optionally a
+``param_name`` attribute naming its single array in reports (``W[12, 3]`` instead of
+``x[12, 3]``).
 """
 
 from __future__ import annotations
