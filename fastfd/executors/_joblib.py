@@ -1,10 +1,11 @@
 """Chunks of coordinates across processes or threads with joblib (any backend, dask too).
 
-The loss is pickled once in the caller and travels as a numpy byte array, so joblib memmaps it
-to local workers (and dask scatters it) instead of pickling the loss and the data it closes over
-for every chunk; each worker unpickles it once and caches it. ``x`` travels the same way.
-Workers perturb a private copy of ``x`` with the same loop as :class:`SerialEvaluator`, so the
-numbers are identical to a serial run.
+Local processes (loky) receive the loss through joblib's pickler, which memmaps the large
+numpy arrays it closes over once per call, so workers share one copy of the data; on dask the
+loss is pickled once into a numpy byte array that dask scatters to the workers, each of which
+unpickles it once and caches it. ``x`` travels the same way. Workers perturb a private copy
+of ``x`` with the same loop as :class:`SerialEvaluator`, so the numbers are identical to a
+serial run.
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ class JoblibEvaluator(Evaluator):
         size = min(_MAX_CHUNK, max(1, -(-n // (workers * _CHUNKS_PER_WORKER))))
         chunks = chunk_slices(n, size)
         in_processes = self.backend in _PROCESS_BACKENDS
-        source = (self._token, self._pickled_loss()) if in_processes else self.f
+        # loky memmaps the large arrays inside the loss once per call (workers share those
+        # pages); dask pickles task arguments per task, so the loss goes as one scattered blob
+        source = (self._token, self._pickled_loss()) if self.backend == "dask" else self.f
         out = np.empty(n, dtype=np.float64)
         tasks = (
             delayed(_evaluate_chunk)(source, self.layout, x, coords[c], offsets[c], in_processes)
