@@ -30,6 +30,10 @@ class Quotients:
     noise_side: np.ndarray
     step: np.ndarray
 
+    def take(self, index) -> Quotients:
+        """The quotients of the probes ``index`` only."""
+        return Quotients(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
+
 
 def quotients(delta_plus, delta_minus, step_plus, step_minus, floor_plus, floor_minus):
     """Quotients from ``f(x + h+) - f(x)`` and ``f(x - h-) - f(x)`` with the actual steps."""

@@ -13,7 +13,14 @@ from collections.abc import Callable
 import numpy as np
 
 from . import _compare as cmp
-from ._combine import LADDER_LEVELS, LADDER_RATIO, quotients, stencil_noise, value_floor
+from ._combine import (
+    LADDER_LEVELS,
+    LADDER_RATIO,
+    Quotients,
+    quotients,
+    stencil_noise,
+    value_floor,
+)
 from ._params import Layout, checked_leaves, dot, first_difference, flatten, gather
 from ._plan import ladder_plan, stencil_plan
 from ._sampling import (
@@ -155,7 +162,15 @@ class _Run:
         return np.asarray(floor).reshape(deltas.shape)
 
     def first_pass(self, coords, nominal):
-        """Derivative estimates and their rounding floors at ``coords`` with the run's stencil."""
+        """Derivative estimates and their rounding floors at ``coords`` with the run's stencil.
+
+        Returns ``(estimates, noise, steps)``.
+        """
+        return self.stencil_pass(coords, nominal)[:3]
+
+    def stencil_pass(self, coords, nominal):
+        """:meth:`first_pass` plus, for the central stencil, its :class:`Quotients` (the first
+        level of the step ladder, so refining suspects does not evaluate it again)."""
         names = self.layout.name
         x_at = self.x[coords]
         steps = checked_actual_steps(x_at, nominal, lambda k: names(coords[k]))
@@ -167,18 +182,26 @@ class _Run:
         estimates = apply_stencil(self.stencil, deltas, steps, offsets.reshape(deltas.shape))
         weights = [w for _, w in self.stencil.perturbed]
         floors = self.floors(deltas, plan_coords, offsets)
-        return estimates, stencil_noise(weights, floors, steps), steps
+        level0 = None
+        if self.stencil.name == "central":  # nodes -1, +1: rows 0 and 1
+            moves = offsets.reshape(deltas.shape)
+            level0 = quotients(deltas[1], deltas[0], moves[1], -moves[0], floors[1], floors[0])
+        return estimates, stencil_noise(weights, floors, steps), steps, level0
 
-    def ladder(self, coords, nominal):
-        """Quotients of suspects on the step ladder, one :class:`Quotients` per level."""
-        plan_coords, offsets, steps_plus, steps_minus = ladder_plan(coords, self.x[coords], nominal)
+    def ladder(self, coords, nominal, level0: Quotients | None = None):
+        """Quotients of suspects on the step ladder, one :class:`Quotients` per level;
+        ``level0`` (from :meth:`stencil_pass`) replaces the evaluations of the first level."""
+        skip = 0 if level0 is None else 1
+        plan_coords, offsets, steps_plus, steps_minus = ladder_plan(
+            coords, self.x[coords], nominal / LADDER_RATIO**skip, LADDER_LEVELS - skip)
         shape = (len(steps_plus), 2, len(coords))
         deltas = self.deltas(plan_coords, offsets, "refining suspects").reshape(shape)
         floors = self.floors(deltas, plan_coords, offsets)
-        return [
+        levels = [
             quotients(d[0], d[1], hp, hm, fl[0], fl[1])
             for d, fl, hp, hm in zip(deltas, floors, steps_plus, steps_minus)
         ]
+        return levels if level0 is None else [level0, *levels]
 
     def direction_deltas(self, direction: np.ndarray, scales, support=slice(None)):
         """``f(x + s * direction) - f(x)`` for every scale; ``direction`` is zero outside
@@ -596,12 +619,13 @@ def _check_coords(run: _Run, analytic_leaves, coords, step, rtol, atol):
     """
     nominal = run.nominal_steps(step, coords, run.stencil)
     analytic = gather(run.layout, analytic_leaves, coords)
-    numeric, noise, steps = run.first_pass(coords, nominal)
+    numeric, noise, steps, level0 = run.stencil_pass(coords, nominal)
     status = np.where(cmp.meets(analytic, numeric, noise, rtol, atol), cmp.PASS, cmp.FAIL)
     status = status.astype(object)
     suspects = np.flatnonzero(status != cmp.PASS)
     if suspects.size:
-        levels = run.ladder(coords[suspects], nominal[suspects])
+        level0 = None if level0 is None else level0.take(suspects)
+        levels = run.ladder(coords[suspects], nominal[suspects], level0)
         flags = run.evaluator.kink_flags(run.x, coords[suspects], levels[-1].step)
         s_status, s_numeric, s_noise = cmp.refine(analytic[suspects], levels, rtol, atol, flags)
         status[suspects], numeric[suspects], noise[suspects] = s_status, s_numeric, s_noise
