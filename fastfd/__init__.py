@@ -12,9 +12,11 @@ testing.assert_gradient_close
     For pytest users.
 models.LinearSoftmax, models.LinearSVM
     Linear classifiers with exact incremental perturbed losses.
+errors
+    The exceptions fastfd raises about the loss (modified input, non-determinism, ...).
 """
 
-from . import models, testing
+from . import errors, models, testing
 from .diagnostics import Regime, StepSweep, TaylorTest, step_sweep, taylor_test
 from .engine import check_gradient, directional_derivative, numerical_gradient
 from .report import GradientCheck
@@ -31,6 +33,7 @@ __all__ = [
     "numerical_gradient",
     "step_sweep",
     "taylor_test",
+    "errors",
     "models",
     "testing",
 ]

@@ -149,6 +149,29 @@ def _leaves(values, what: str, expected: Layout | None = None) -> list[np.ndarra
     return leaves  # type: ignore[return-value]
 
 
+_DTYPE_REASONS = {
+    "f2": "float16 keeps about 3 significant digits, so finite differences resolve almost "
+          "nothing and its rounding would swamp any gradient error",
+}
+
+
+def _check_param_dtype(dtype: np.dtype, where: str) -> None:
+    """Only float32 and float64: the step rules, noise floors and tolerances are built for
+    them (and numpy's longdouble is platform-dependent, usually computed in float64 anyway)."""
+    if dtype in (np.float32, np.float64):
+        return
+    if dtype.kind != "f":
+        raise TypeError(
+            f"{where} has dtype {dtype}; finite differences need floating-point parameters "
+            "(float32 or float64): cast with .astype(np.float64)")
+    why = _DTYPE_REASONS.get(f"f{dtype.itemsize}", (
+        f"{dtype} is platform-dependent extended precision that numpy ufuncs and BLAS mostly "
+        "compute in float64 anyway, so steps and tolerances would be set for precision the "
+        "loss does not have"))
+    raise TypeError(f"{where} has dtype {dtype}; fastfd supports float32 and float64 only: "
+                    f"{why}. Cast with .astype(np.float64)")
+
+
 def flatten(params, label: str = "x") -> tuple[Layout, np.ndarray]:
     """Copy ``params`` into one private, contiguous 1-D vector and describe its layout.
 
@@ -175,11 +198,7 @@ def flatten(params, label: str = "x") -> tuple[Layout, np.ndarray]:
     if not leaves:
         raise ValueError(f"params is an empty {kind}; pass at least one float array")
     for key, leaf in zip(keys, leaves):
-        if leaf.dtype.kind != "f":
-            raise TypeError(
-                f"{_where('params', kind, key)} has dtype {leaf.dtype}; finite differences need "
-                "floating-point parameters (float32 or float64): cast with .astype(np.float64)"
-            )
+        _check_param_dtype(leaf.dtype, _where("params", kind, key))
     dtypes = {leaf.dtype for leaf in leaves}
     if len(dtypes) > 1:
         found = ", ".join(f"{_where('params', kind, k)}: {v.dtype}" for k, v in zip(keys, leaves))

@@ -9,44 +9,6 @@ from ._params import Layout
 MIN_PER_ARRAY = 5
 
 
-def parse_sample(sample, n_params: int):
-    """Normalize the ``sample`` argument to ``"auto"``, ``None`` (all) or an int count."""
-    if sample is None or (isinstance(sample, str) and sample == "all"):
-        return None
-    if isinstance(sample, str):
-        if sample == "auto":
-            return "auto"
-        raise ValueError(
-            f"sample must be 'auto', 'all', None, an int or a fraction; got {sample!r}")
-    if isinstance(sample, (bool, np.bool_)):
-        raise TypeError(f"sample must be 'auto', 'all', None, an int or a fraction; got {sample!r}")
-    if isinstance(sample, (int, np.integer)):
-        if sample < 1:
-            raise ValueError(f"sample must be a positive number of entries; got {sample}")
-        return None if sample >= n_params else int(sample)
-    if isinstance(sample, (float, np.floating)):
-        if not 0.0 < sample <= 1.0:
-            raise ValueError(f"a fractional sample must lie in (0, 1]; got {sample}")
-        k = max(1, int(round(sample * n_params)))
-        return None if k >= n_params else k
-    raise TypeError(
-        f"sample must be 'auto', 'all', None, an int or a fraction; got {type(sample).__name__}"
-    )
-
-
-def parse_seed(seed) -> np.random.Generator:
-    """A numpy Generator from a non-negative int seed, with a clear error otherwise.
-
-    Only ints: the sample, the random directions and the Taylor direction each draw from
-    their own stream derived from the same seed, so that one never shifts the others.
-    """
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be a non-negative int; got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed}")
-    return np.random.default_rng(int(seed))
-
-
 def _boundary_entries(shape: tuple[int, ...], rng: np.random.Generator) -> list[int]:
     """One random entry from the first and from the last slice along every axis.
 
@@ -116,12 +78,26 @@ def _sparse_draw(size: int, count: int, exclude, rng: np.random.Generator) -> np
     return np.fromiter(found, dtype=np.int64, count=count)
 
 
-def random_directions(n_params: int, m: int, rng: np.random.Generator):
-    """Yield ``m`` random unit vectors (Gaussian, normalized), one at a time (O(P) memory)."""
+def random_directions(layout: Layout, m: int, rng: np.random.Generator):
+    """Yield ``m`` random unit vectors, one at a time (O(P) memory).
+
+    Each parameter array's block is a Gaussian vector of norm ``1 / sqrt(n_arrays)``: every
+    array weighs the same in ``g . v``, so a wrong bias of 10 entries is not swamped by a
+    weight matrix of a million.
+    """
     for _ in range(m):
-        v = rng.standard_normal(n_params)
-        v /= np.linalg.norm(v)
-        yield v
+        yield normalized_per_array(layout, rng.standard_normal(layout.size), 1.0)
+
+
+def normalized_per_array(layout: Layout, v: np.ndarray, total_norm: float) -> np.ndarray:
+    """``v`` (in place) with every array's block scaled to norm ``total_norm / sqrt(A)``;
+    blocks that are all zero stay zero."""
+    share = total_norm / np.sqrt(layout.n_arrays)
+    for _, span in layout.slices():
+        norm = np.linalg.norm(v[span])
+        if norm > 0:
+            v[span] *= share / norm
+    return v
 
 
 def confidence_statement(n_checked: int, n_params: int, level: float = 0.95) -> str | None:

@@ -6,7 +6,7 @@ does. :func:`taylor_test` checks a gradient without choosing a step at all: the 
 ``|f(x + e v) - f(x) - e g.v|`` falls like ``e**2`` for a correct gradient and like ``e``
 for a wrong one.
 
-Both run on the engine's :class:`~fastfd.engine._Run`, so models' exact evaluators, parallel
+Both run on a :class:`~fastfd._session.Session`, so models' exact evaluators, parallel
 backends, entry names and error handling apply unchanged.
 """
 
@@ -18,14 +18,17 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._combine import value_floor
-from ._compare import relative_error
-from ._params import dot, gather
-from ._sampling import parse_sample, parse_seed, random_directions, stratified_sample
+from . import _validate
+from ._differences import nominal_steps, stencil_pass
+from ._judge import relative_error
+from ._params import gather
+from ._sampling import random_directions, stratified_sample
+from ._session import Session
+from ._stencils import get_stencil
 from ._steps import actual_steps
-from .engine import _analytic, _Run
+from ._taylor import TaylorTest, loglog_fit, run_taylor, taylor_eps
 from .executors import Evaluator
-from .report import _json_safe
+from .report import json_safe
 
 __all__ = ["Regime", "StepSweep", "TaylorTest", "step_sweep", "taylor_test"]
 
@@ -44,18 +47,6 @@ _PLATEAU_FACTOR = 3.0
 # Rounding error is random: a monotone run may dip below its running maximum by this factor.
 _WIGGLE = 2.0
 
-# Taylor test.
-TAYLOR_POINTS = 16  # e0, e0/2, ..., e0/2**15: 32 loss evaluations
-_TAYLOR_E0 = 0.1  # e0 * max|v| = 0.1 * max(1, max|x|)
-# Remainders are trusted only this many times above the rounding floor of f(x+ev) - f(x)
-# (which is ~2 EPS |f|): 50 * 2 EPS |f| = 100 EPS |f|.
-_TAYLOR_NOISE = 50.0
-_FIT_POINTS = 4  # the smallest e above the floor: the asymptotic end of the sequence
-_MIN_FIT_POINTS = 3
-_PASS_SLOPE, _FAIL_SLOPE = 1.8, 1.2
-_KINK_SLOPE = 1.5  # the second difference falls like e (kink) rather than e**2 (smooth)
-_MAX_SLOPE_SPREAD = 0.75  # consecutive slopes in the fit must agree: asymptotic regime
-_PASS_MIN_LOCAL_SLOPE = 1.7  # and none may sink towards 1 (a first-order part emerging)
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +147,7 @@ class StepSweep:
 
     def to_dict(self) -> dict:
         """A JSON-serializable dict of every field (non-finite floats become None)."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
     def __str__(self) -> str:
         scope = "sampled" if self.sampled else "all"
@@ -218,7 +209,7 @@ class StepSweep:
             if found is None or found.slope is None:
                 continue
             mine = labels == found.name
-            slope, intercept = _loglog_fit(steps[mine], norm[mine])
+            slope, intercept = loglog_fit(steps[mine], norm[mine])
             span = np.array([found.step_min, found.step_max])
             line = 10.0**intercept * span**slope
             ax.loglog(span, line, ":", color="black", linewidth=1)
@@ -240,15 +231,6 @@ class StepSweep:
 def _positive_or_nan(values) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
     return np.where(arr > 0, arr, np.nan)
-
-
-def _loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
-    """(slope, intercept) of ``log10 y`` against ``log10 x`` over positive finite points."""
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2:
-        return None
-    slope, intercept = np.polyfit(np.log10(x[ok]), np.log10(y[ok]), 1)
-    return float(slope), float(intercept)
 
 
 def _monotone_run(errors: np.ndarray, usable: np.ndarray, start: int, direction: int) -> list[int]:
@@ -314,7 +296,7 @@ def detect_regimes(steps, errors) -> tuple[tuple[str, ...], tuple[Regime, ...]]:
         n_flat = next((j for j, k in enumerate(side) if errors[k] > bottom), len(side))
         plateau += side[:n_flat]
         slope_points = side[n_flat:]
-        fit = _loglog_fit(steps[slope_points], errors[slope_points])
+        fit = loglog_fit(steps[slope_points], errors[slope_points])
         if fit is None:
             continue
         labels[slope_points] = name
@@ -322,7 +304,7 @@ def detect_regimes(steps, errors) -> tuple[tuple[str, ...], tuple[Regime, ...]]:
                               float(steps[slope_points].min()), fit[0], len(slope_points)))
     plateau = sorted(plateau)
     labels[plateau] = PLATEAU
-    fit = _loglog_fit(steps[plateau], errors[plateau])
+    fit = loglog_fit(steps[plateau], errors[plateau])
     regimes.append(Regime(PLATEAU, float(steps[plateau].max()), float(steps[plateau].min()),
                           None if fit is None else fit[0], len(plateau)))
     order = {TRUNCATION: 0, PLATEAU: 1, ROUNDING: 2}
@@ -415,14 +397,16 @@ def step_sweep(
     >>> 1e-7 < sweep.best_step < 1e-4
     True
     """
-    run = _Run(f, params, method, evaluator, n_jobs, backend, False)
-    layout = run.layout
-    rng = parse_seed(seed)
-    sample_k = parse_sample(sample, layout.size)
+    stencil = get_stencil(method)
+    rng = _validate.seed(seed)
+    _validate.sample(sample, 2)
+    sweep = _sweep_steps(steps)
+    session = Session(f, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend, seed=seed)
+    layout = session.layout
+    sample_k = _validate.sample(sample, layout.size)
     if sample_k == "auto":
         sample_k = None if layout.size <= SWEEP_AUTO_SAMPLE else SWEEP_AUTO_SAMPLE
-    sweep = _sweep_steps(steps)
-    analytic_leaves = _analytic(run, grad)
+    analytic_leaves = session.analytic(grad)
     del grad
     if sample_k is None:
         coords = np.arange(layout.size)
@@ -433,16 +417,16 @@ def step_sweep(
 
     norm_errors, max_errors = [], []
     for h in sweep:
-        nominal = run.nominal_steps(float(h), coords, run.stencil)
-        if np.any(actual_steps(run.x[coords], nominal) <= 0):
+        nominal = nominal_steps(session, float(h), coords, stencil)
+        if np.any(actual_steps(session.x[coords], nominal) <= 0):
             norm_errors.append(math.nan)
             max_errors.append(math.nan)
             continue
-        numeric, _, _ = run.first_pass(coords, nominal)
+        numeric = stencil_pass(session, coords, nominal, stencil, "sweep")[0]
         denom = a_norm + float(np.linalg.norm(numeric))
         norm_errors.append(float(np.linalg.norm(analytic - numeric) / denom) if denom > 0 else 0.0)
         max_errors.append(float(relative_error(analytic, numeric).max()))
-    run.ensure_unmodified()
+    session.ensure_unmodified()
 
     labels, regimes = detect_regimes(sweep, norm_errors)
     errors = np.asarray(norm_errors)
@@ -453,15 +437,15 @@ def step_sweep(
         norm_rel_error=tuple(norm_errors),
         max_rel_error=tuple(max_errors),
         labels=labels,
-        method=run.stencil.name,
-        order=run.stencil.order,
+        method=stencil.name,
+        order=stencil.order,
         best_step=None if best is None else float(sweep[best]),
         best_error=None if best is None else float(errors[best]),
         regimes=regimes,
         dtype=str(layout.dtype),
         n_params=layout.size,
         n_checked=len(coords),
-        n_evals=run.n_evals,
+        n_evals=session.n_evals,
         sampled=sample_k is not None,
     )
 
@@ -471,274 +455,6 @@ def step_sweep(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TaylorTest:
-    """The outcome of :func:`taylor_test` (immutable).
-
-    Attributes
-    ----------
-    verdict : {"pass", "fail", "inconclusive"}
-        ``"pass"`` when the remainder falls like ``e**2`` (fitted slope >= 1.8), ``"fail"``
-        when it falls like ``e`` (slope <= 1.2, no kink), ``"inconclusive"`` otherwise: too
-        few remainders above the rounding floor, a kink along the direction, or a slope in
-        between.
-    reason : str
-        One sentence explaining the verdict.
-    eps : tuple of float
-        The multiples ``e`` of the direction, largest first.
-    remainders : tuple of float
-        ``|f(x + e v) - f(x) - g.d(e)|`` with ``d(e)`` the displacement really taken after
-        rounding ``x + e v`` to the params' dtype (NaN where the loss was not finite).
-    backward_remainders : tuple of float
-        ``|f(x - e v) - f(x) - g.d(-e)|``.
-    noise_floor : tuple of float
-        What rounding of ``f`` (and of ``g.d``) can explain in each forward remainder;
-        only remainders above it are fitted.
-    slopes : tuple of float
-        ``log(r_k / r_k+1) / log(e_k / e_k+1)`` between consecutive points (NaN where
-        undefined).
-    fitted_slope : float or None
-        Least-squares slope over the fitted points.
-    fit_eps : tuple of float
-        The ``e`` of the fitted points: the smallest ones above the floor (the asymptotic end).
-    kink : bool
-        Whether the second difference ``f(x+ev) + f(x-ev) - 2 f(x)`` falls like ``e``
-        (a kink along the direction) instead of ``e**2``.
-    directional_derivative : float
-        ``g . v``.
-    f0 : float
-        ``f(x)``.
-    direction : str
-        Where ``v`` came from.
-    """
-
-    verdict: str
-    reason: str
-    eps: tuple[float, ...]
-    remainders: tuple[float, ...]
-    backward_remainders: tuple[float, ...]
-    noise_floor: tuple[float, ...]
-    slopes: tuple[float, ...]
-    fitted_slope: float | None
-    fit_eps: tuple[float, ...]
-    kink: bool
-    directional_derivative: float
-    f0: float
-    direction: str
-
-    @property
-    def passed(self) -> bool:
-        """True when the verdict is ``"pass"``."""
-        return self.verdict == "pass"
-
-    def to_dict(self) -> dict:
-        """A JSON-serializable dict of every field (non-finite floats become None)."""
-        data = asdict(self)
-        data["passed"] = self.passed
-        return _json_safe(data)
-
-    def __str__(self) -> str:
-        slope = "n/a" if self.fitted_slope is None else f"{self.fitted_slope:.2f}"
-        lines = [
-            f"fastfd Taylor test: {self.verdict.upper()}",
-            f"  r(e) = |f(x + e v) - f(x) - e g.v| along a {self.direction}; f(x) = "
-            f"{self.f0:.6g}, g.v = {self.directional_derivative:.6g}",
-            f"  fitted slope {slope} (2: gradient right, 1: gradient wrong)"
-            + ("; kink along the direction" if self.kink else ""),
-            f"    {'e':>9}  {'r(e)':>9}  {'r(-e)':>9}  {'floor':>9}  {'slope':>6}",
-        ]
-        fitted = set(self.fit_eps)
-        slopes = (*self.slopes, math.nan)
-        for e, r, rb, fl, s in zip(self.eps, self.remainders, self.backward_remainders,
-                                   self.noise_floor, slopes):
-            shown = "" if not math.isfinite(s) else f"{s:6.2f}"
-            mark = "  fit" if e in fitted else ""
-            lines.append(f"    {e:>9.2e}  {r:>9.2e}  {rb:>9.2e}  {fl:>9.2e}  {shown:>6}{mark}")
-        lines.append(f"  - {self.reason}")
-        return "\n".join(lines)
-
-
-def _taylor_eps(eps, run: _Run, v: np.ndarray) -> np.ndarray:
-    """The multiples of the direction, validated, largest first.
-
-    Default: ``TAYLOR_POINTS`` values halving from ``e0`` with ``e0 * max|v| = 0.1 *
-    max(1, max|x|)``; a float is taken as ``e0``.
-    """
-    if eps is None or (np.ndim(eps) == 0 and not isinstance(eps, (str, bytes))):
-        if eps is None:
-            scale = max(1.0, float(np.max(np.abs(run.x))))
-            e0 = _TAYLOR_E0 * scale / float(np.max(np.abs(v)))
-        else:
-            if isinstance(eps, (bool, np.bool_)) or not isinstance(
-                    eps, (int, float, np.integer, np.floating)):
-                raise TypeError(f"eps must be None, a positive float or a sequence of them; "
-                                f"got {eps!r}")
-            e0 = float(eps)
-            if not math.isfinite(e0) or e0 <= 0:
-                raise ValueError(f"eps must be positive and finite; got {eps!r}")
-        return e0 * 0.5 ** np.arange(TAYLOR_POINTS)
-    try:
-        arr = np.asarray(eps, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"eps must be None, a positive float or a sequence of them; got "
-                        f"{type(eps).__name__}") from None
-    if arr.ndim != 1 or arr.size < _MIN_FIT_POINTS:
-        raise ValueError(f"eps must be a 1-D sequence of at least {_MIN_FIT_POINTS} values "
-                         f"(a slope needs several points); got shape {arr.shape}")
-    bad = ~np.isfinite(arr) | (arr <= 0)
-    if bad.any():
-        raise ValueError(f"eps must be positive and finite; got {float(arr[bad][0])!r}")
-    if np.unique(arr).size != arr.size:
-        raise ValueError("eps must not repeat a value")
-    return np.sort(arr)[::-1].copy()
-
-
-def _fit_window(usable: np.ndarray) -> np.ndarray:
-    """The last ``_FIT_POINTS`` of the contiguous usable block that ends at the smallest
-    usable ``e``: the most asymptotic points that still stand above the rounding floor."""
-    idx = np.flatnonzero(usable)
-    if idx.size == 0:
-        return idx
-    last = first = int(idx[-1])
-    while first > 0 and usable[first - 1] and last - first + 1 < _FIT_POINTS:
-        first -= 1
-    return np.arange(first, last + 1)
-
-
-def _taylor(run: _Run, analytic_leaves: list[np.ndarray], v: np.ndarray, eps: np.ndarray,
-            direction: str) -> TaylorTest:
-    """The Taylor test on a prepared run: ``v`` flat float64, ``eps`` largest first."""
-    layout, n = run.layout, len(eps)
-    abs_leaves = [np.abs(np.asarray(leaf, dtype=np.float64)) for leaf in analytic_leaves]
-    # per e: g.d(e), g.d(-e), |g|.|d(e)| and |g|.|d(e) + d(-e)|; the O(P) displacements are
-    # not kept, so memory stays O(P) whatever the number of e
-    projections = np.empty((n, 4))
-    for k, e in enumerate(eps):
-        plus, minus = run.displacement(v, e), run.displacement(v, -e)
-        if not (np.any(plus) and np.any(minus)):
-            raise ValueError(
-                f"eps {e:.3g} is lost to rounding: params + eps * direction == params in "
-                f"{layout.dtype}; use larger eps (or the default)")
-        projections[k] = (dot(layout, analytic_leaves, plus), dot(layout, analytic_leaves, minus),
-                          dot(layout, abs_leaves, np.abs(plus)),
-                          dot(layout, abs_leaves, np.abs(plus + minus)))
-    gd_plus, gd_minus, gd_scale, asymmetry = projections.T
-    values = run.evaluator.direction_values(run.x, v, np.concatenate([eps, -eps]))
-    run.n_evals += 2 * n
-    # a large e may leave the loss's domain (log, sqrt): those points are dropped, not fatal
-    finite = np.isfinite(values[:n]) & np.isfinite(values[n:])
-    d_plus, d_minus = values[:n] - run.f0, values[n:] - run.f0
-    # rounding of f(x+ev) - f(x), and of g.d (the gradient is as precise as the loss)
-    floor = _TAYLOR_NOISE * (value_floor(run.f0, d_plus, run.eps_loss) + run.eps_loss * gd_scale)
-    floor_back = _TAYLOR_NOISE * (value_floor(run.f0, d_minus, run.eps_loss)
-                                  + run.eps_loss * gd_scale)
-    r_plus, r_minus = d_plus - gd_plus, d_minus - gd_minus
-    # x + ev and x - ev round differently, so the second difference r+ + r- keeps
-    # g.(d(e) + d(-e)): a rounding-sized first-order term a wrong g does not cancel
-    floor_second = floor + floor_back + _TAYLOR_NOISE * asymmetry
-    remainders = np.where(finite, np.abs(r_plus), np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slopes = np.log(remainders[:-1] / remainders[1:]) / np.log(eps[:-1] / eps[1:])
-    slopes[~np.isfinite(slopes)] = np.nan
-
-    usable = finite & (np.abs(r_plus) > floor)
-    window = _fit_window(usable)
-    fit = _loglog_fit(eps[window], remainders[window]) if len(window) >= _MIN_FIT_POINTS else None
-    fitted_slope = None if fit is None else fit[0]
-    # A kink along v: the second difference r+ + r- = f(x+ev) + f(x-ev) - 2 f(x) keeps a
-    # first-order part (slope 1); smooth losses give e**2 v'Hv whatever the gradient.
-    second = r_plus + r_minus
-    kink_fit = None
-    if fit is not None:
-        resolved = window[np.abs(second[window]) > floor_second[window]]
-        kink_fit = _loglog_fit(eps[resolved], np.abs(second[resolved]))
-    kink = kink_fit is not None and kink_fit[0] < _KINK_SLOPE
-    verdict, reason = _taylor_verdict(
-        fitted_slope, kink, window, usable, slopes, eps, r_plus, r_minus, d_plus, d_minus, floor,
-        finite)
-    return TaylorTest(
-        verdict=verdict,
-        reason=reason,
-        eps=tuple(float(e) for e in eps),
-        remainders=tuple(float(r) for r in remainders),
-        backward_remainders=tuple(float(r) for r in np.where(finite, np.abs(r_minus), np.nan)),
-        noise_floor=tuple(float(fl) for fl in np.where(finite, floor, np.nan)),
-        slopes=tuple(float(s) for s in slopes),
-        fitted_slope=fitted_slope,
-        fit_eps=tuple(float(e) for e in eps[window]) if fit is not None else (),
-        kink=bool(kink),
-        directional_derivative=dot(layout, analytic_leaves, v),
-        f0=float(run.f0),
-        direction=direction,
-    )
-
-
-def _taylor_verdict(fitted_slope, kink, window, usable, slopes, eps, r_plus, r_minus, d_plus,
-                    d_minus, floor, finite) -> tuple[str, str]:
-    """(verdict, reason) from the fitted slope, the kink test and the points behind them."""
-    dropped = int((~finite).sum())
-    note = (f" ({dropped} of {len(eps)} e dropped: the loss is not finite at x +- e v)"
-            if dropped else "")
-    if fitted_slope is None:
-        n_above = int(usable.sum())
-        if n_above:
-            why = (f"{n_above} of {len(eps)} remainders stand above the rounding floor "
-                   f"(~100 EPS |f(x)|) but not {_MIN_FIT_POINTS} consecutive ones: too few to "
-                   "fit a slope (pass larger eps, or cast params to float64)")
-        elif np.any(finite & (np.abs(d_plus) > floor)):
-            why = ("no remainder stands above the rounding floor (~100 EPS |f(x)|) although f "
-                   "changes measurably along v: g.v predicts that change to within rounding "
-                   "at every e (f is nearly linear along v), so no slope can be seen")
-        else:
-            why = ("no remainder stands above the rounding floor (~100 EPS |f(x)|) and f does "
-                   "not change measurably along v: the loss is rounding noise at every e")
-        return "inconclusive", f"inconclusive: {why}{note}"
-    smallest = int(window[-1])
-    e_fit = f"e in [{eps[smallest]:.2g}, {eps[int(window[0])]:.2g}]"
-    if kink:
-        # same sign: g.v lies between the one-sided derivatives, as a subgradient's does
-        inside = (r_plus[smallest] * r_minus[smallest] >= 0
-                  or min(abs(r_plus[smallest]), abs(r_minus[smallest])) <= floor[smallest])
-        e = eps[smallest]
-        right, left = d_plus[smallest] / e, -d_minus[smallest] / e
-        if inside:
-            return "inconclusive", (
-                "inconclusive: kink along the direction (f(x+ev) + f(x-ev) - 2 f(x) falls "
-                f"like e, not e**2, over {e_fit}); g.v lies between the one-sided "
-                "derivatives, as a subgradient's must, so the remainder's slope of "
-                f"{fitted_slope:.2f} says nothing about the gradient{note}")
-        return "fail", (
-            "fail: kink along the direction, and g.v lies outside the one-sided derivatives "
-            f"(about {min(left, right):.6g} and {max(left, right):.6g} at e = {e:.2g}): "
-            f"not a subgradient{note}")
-    in_fit = slopes[window[:-1]]
-    spread = float(np.nanmax(in_fit) - np.nanmin(in_fit)) if np.isfinite(in_fit).any() else 0.0
-    if spread > _MAX_SLOPE_SPREAD:
-        return "inconclusive", (
-            f"inconclusive: the slopes between consecutive e vary by {spread:.2f} over "
-            f"{e_fit}: the remainders are not in the asymptotic regime (pass smaller eps){note}")
-    if fitted_slope >= _PASS_SLOPE and np.min(in_fit) < _PASS_MIN_LOCAL_SLOPE:
-        # a first-order part shows up as the slope sinking towards 1 at the smallest e
-        return "inconclusive", (
-            f"inconclusive: the fitted slope is {fitted_slope:.2f} over {e_fit}, but it sinks "
-            f"to {float(in_fit[-1]):.2f} at the smallest e: a first-order part may be "
-            f"emerging below the rounding floor{note}")
-    if fitted_slope >= _PASS_SLOPE:
-        return "pass", (
-            f"pass: the remainder falls like e**{fitted_slope:.2f} over {e_fit}: g.v matches "
-            f"the first-order change of f{note}")
-    if fitted_slope <= _FAIL_SLOPE:
-        e = eps[smallest]
-        off = (r_plus[smallest] - r_minus[smallest]) / (2 * e)
-        return "fail", (
-            f"fail: the remainder falls like e**{fitted_slope:.2f} over {e_fit}, so "
-            f"f(x+ev) - f(x) - e g.v keeps a first-order part: g.v differs from the "
-            f"directional derivative by about {-off:.3g}{note}")
-    return "inconclusive", (
-        f"inconclusive: the fitted slope {fitted_slope:.2f} over {e_fit} is neither ~2 "
-        f"(pass, >= {_PASS_SLOPE}) nor ~1 (fail, <= {_FAIL_SLOPE}){note}")
-
-
 def taylor_test(f: Callable, grad, params, *, direction=None, seed: int = 0,
                 eps=None) -> TaylorTest:
     """Check a gradient by the Taylor remainder along one direction, with no step to choose.
@@ -746,9 +462,10 @@ def taylor_test(f: Callable, grad, params, *, direction=None, seed: int = 0,
     ``r(e) = |f(x + e v) - f(x) - e g.v|`` is ``O(e**2)`` when ``g`` is the gradient and
     ``O(e)`` when it is not, so the slope of ``log r`` against ``log e`` is 2 or 1. The
     ``e g.v`` term uses the displacement really taken after rounding ``x + e v`` to the
-    params' dtype. Remainders within ~100 EPS |f(x)| of zero are rounding and are not
-    fitted; the slope is fitted on the smallest ``e`` above that floor (up to 4 points),
-    where the expansion is asymptotic.
+    params' dtype. Remainders within 30 standard deviations of the loss's noise (measured at
+    ``params``, see :func:`fastfd.check_gradient`) are not fitted; the slope is fitted on the
+    smallest ``e`` above that floor (up to 4 points), where the expansion is asymptotic. The
+    result's ``resolution`` says how small an error of ``g.v`` those points could reveal.
 
     A kink of ``f`` along ``v`` (``|x|``, ReLU, hinge at the origin of the line) also gives
     slope 1 with a correct subgradient. It is recognised by the second difference
@@ -793,31 +510,18 @@ def taylor_test(f: Callable, grad, params, *, direction=None, seed: int = 0,
     >>> taylor_test(f, lambda x: np.exp(x) + x, x).verdict
     'fail'
     """
-    run = _Run(f, params, "central", None, 1, None, False)
-    analytic_leaves = _analytic(run, grad)
+    rng = _validate.seed(seed)
+    session = Session(f, params, seed=seed)
+    analytic_leaves = session.analytic(grad)
     del grad
     if direction is None:
-        rng = parse_seed(seed)
-        v = next(random_directions(run.layout.size, 1, rng))
+        v = next(random_directions(session.layout, 1, rng))
         where = f"random unit direction (seed {seed})"
     else:
-        v = run.layout.flatten_like(direction, "direction")
+        v = session.layout.flatten_like(direction, "direction")
         if not np.any(v):
             raise ValueError("direction is zero; pass a non-zero direction")
         where = "given direction"
-    result = _taylor(run, analytic_leaves, v, _taylor_eps(eps, run, v), where)
-    run.ensure_unmodified()
+    result = run_taylor(session, analytic_leaves, v, taylor_eps(eps, session, v), where)
+    session.ensure_unmodified()
     return result
-
-
-def _second_opinion(run: _Run, analytic_leaves: list[np.ndarray], seed: int) -> TaylorTest:
-    """A Taylor test on a run :func:`fastfd.check_gradient` has already prepared.
-
-    No re-flattening, same evaluator; 32 more loss evaluations (counted in ``run.n_evals``).
-    The direction comes from its own random stream, so the sample and the random-direction
-    checks of the same seed are unaffected.
-    """
-    rng = np.random.default_rng([int(seed), 2])
-    v = next(random_directions(run.layout.size, 1, rng))
-    return _taylor(run, analytic_leaves, v, _taylor_eps(None, run, v),
-                   f"random unit direction (seed {seed}, second opinion)")

@@ -202,7 +202,9 @@ class _LinearEvaluator(Evaluator):
         eps = float(np.finfo(x.dtype).eps)
         return np.sqrt(eps) * np.maximum(1.0, np.abs(x.astype(np.float64)))
 
-    def rounding_floor(self, f0, deltas, eps, coords, offsets):
+    exact_deltas = True
+
+    def delta_noise(self, deltas, coords, offsets, eps):
         # eps is that of the params' dtype: float32 weights carry float32 rounding into any
         # analytic gradient computed from them, so the floor cannot be float64's
         rows = np.asarray(coords) // self.layout.shapes[0][1]

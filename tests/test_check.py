@@ -146,10 +146,18 @@ def test_float32_softmax_passes_or_is_inconclusive_never_fails(seed):
 
 def test_pure_noise_is_inconclusive():
     # a loss whose dependence on x is far below the float64 rounding of its value
-    f = lambda v: 1e8 + 1e-12 * np.sum(v)  # noqa: E731
-    result = fastfd.check_gradient(f, lambda v: 1e-12 * np.ones_like(v), np.ones(10))
+    f = lambda v: 1e8 + 1e-6 * np.sum(v)  # noqa: E731
+    result = fastfd.check_gradient(f, lambda v: 1e-6 * np.ones_like(v), np.ones(10))
     assert result.verdict == "inconclusive", result
-    assert "carry evidence" in result.reasons[0]
+    assert "are weak" in result.reasons[0]
+    assert any("weak because the loss's noise limits them" in r for r in result.reasons)
+
+
+def test_a_loss_that_ignores_its_argument_is_an_error():
+    # the loss changes by less than its rounding even when every entry moves by 10%
+    f = lambda v: 1e8 + 1e-12 * np.sum(v)  # noqa: E731
+    with pytest.raises(ValueError, match="does not depend on the argument it is given"):
+        fastfd.check_gradient(f, lambda v: 1e-12 * np.ones_like(v), np.ones(10))
 
 
 def test_sampled_check_states_confidence_and_is_reproducible():
@@ -209,8 +217,10 @@ def test_directions_catch_a_bug_the_sample_missed():
         return g
 
     result = fastfd.check_gradient(f, one_wrong, W, sample=0.01, directions=4, seed=0)
-    assert "x[2, 1]" not in [e.name for e in result.worst]
+    assert sum(a.n_failed for a in result.arrays) == 0  # the sample missed it
     assert result.verdict == "fail" and any(n.startswith("direction") for n in result.failed)
+    assert [e.name for e in result.localized] == ["x[2, 1]"]
+    assert result.worst[0].name == "x[2, 1]"  # localized entries are ranked with the rest
 
 
 def test_methods_all_judge_alike():
@@ -255,7 +265,7 @@ def test_failing_direction_is_localized_to_the_wrong_entry():
         return g
 
     result = fastfd.check_gradient(loss, grad, params, sample=20, directions=1, seed=2)
-    assert "W[123, 45]" not in [e.name for e in result.worst]  # the sample missed it
+    assert sum(a.n_failed for a in result.arrays) == 0  # the sample missed it
     assert result.verdict == "fail"
     assert [e.name for e in result.localized] == ["W[123, 45]"]
     assert result.localized[0].status == "fail"
@@ -273,16 +283,31 @@ def test_two_wrong_entries_are_both_localized():
     assert [e.name for e in result.localized] == ["x[17]", "x[3000]"]
 
 
-def test_taylor_second_opinion_decides_a_noise_limited_check():
-    # |g| ~ 2e-3 sits below the rounding floor of a loss of 1e8 at the default step, but
-    # the Taylor remainder at larger steps still resolves it
+def test_noise_limited_check_says_what_it_resolved_and_how_to_accept_it():
+    # |g| ~ 2e-3 next to a loss of 1e8: even at the largest steps the noise of 1e8 leaves
+    # error bars of ~1e-4 relative, wider than rtol=1e-5; the Taylor test resolves less
     x = np.linspace(0.5, 1.5, 10)
     f = lambda v: 1e8 + 1e-3 * np.sum(v**2)  # noqa: E731
     right = fastfd.check_gradient(f, lambda v: 2e-3 * v, x)
-    assert right.verdict == "pass" and "Taylor test" in right.reasons[0], right
+    assert right.verdict == "inconclusive", right
+    advice = next(r for r in right.reasons if "noise limits them" in r)
+    suggested = float(advice.split("pass rtol=")[1].split(" ")[0])
+    assert 1e-5 < suggested < 1e-2
+    assert any("Taylor test" in r and "no evidence" in r for r in right.reasons)
+    assert fastfd.check_gradient(f, lambda v: 2e-3 * v, x, rtol=suggested).verdict == "pass"
     for wrong in (lambda v: 4e-3 * v, lambda v: -2e-3 * v):
-        result = fastfd.check_gradient(f, wrong, x)
-        assert result.verdict == "fail" and "e**1.0" in result.reasons[0], result
+        assert fastfd.check_gradient(f, wrong, x).verdict == "fail"
+
+
+def test_taylor_result_certifies_only_what_it_resolves():
+    x = np.linspace(0.5, 1.5, 10)
+    f = lambda v: float(np.sum(np.exp(v)))  # noqa: E731
+    eps = 0.1 * 0.5 ** np.arange(24)  # small e: the resolution is C * e_min
+    right = fastfd.taylor_test(f, np.exp, x, eps=eps)
+    assert right.decides(1e-5) == "pass"
+    assert right.decides(0.1 * right.resolution / abs(right.directional_derivative)) is None
+    wrong = fastfd.taylor_test(f, lambda v: 1.01 * np.exp(v), x, eps=eps)
+    assert wrong.decides(1e-5) == "fail" and wrong.decides(0.5) is None
 
 
 def test_grad_writing_into_its_argument_is_harmless():
@@ -303,6 +328,14 @@ def test_confidence_counts_only_entries_with_evidence():
     result = fastfd.check_gradient(f, lambda v: np.where(np.arange(100) < 50, 0, 2 * v), x,
                                    sample=40, seed=0)
     assert result.passed
-    assert "of 100 checked" in result.confidence
-    counted = int(result.confidence.split("(")[1].split(" of")[0])
-    assert 0 < counted < result.n_checked  # entries below the rounding floor prove nothing
+    # exact zeros the finite differences confirm are evidence (judged against the array's
+    # gradient scale), so every entry counts here
+    assert "(40 of 100 checked)" in result.confidence
+    # an array whose gradient the steps cannot resolve is weak, and weak entries do not count
+    params = {"a": np.linspace(1, 2, 60), "b": np.ones(40)}
+    g = lambda p: 1e-13 * np.sum(p["b"]) + float(np.sum(p["a"] ** 2))  # noqa: E731
+    check = fastfd.check_gradient(g, lambda p: {"a": 2 * p["a"], "b": np.full(40, 1e-13)},
+                                  params, sample=50, seed=0)
+    assert check.passed and check.arrays[1].n_weak > 0
+    counted = int(check.confidence.split("(")[1].split(" of")[0])
+    assert counted == check.n_confirmed < check.n_checked

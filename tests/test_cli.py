@@ -95,13 +95,19 @@ def test_check_fail_names_the_wrong_entry(files):
 
 
 def test_check_inconclusive_when_the_loss_is_rounding_noise(files):
-    # 1e8 + 1e-12 * sum(x): the change is far below the rounding of 1e8, for the finite
+    # 1e8 + 1e-6 * sum(x): the change is near the rounding of 1e8, for the finite
     # differences and for the Taylor test alike
     proc = fastfd("check", path_spec("noise_loss"), path_spec("noise_grad"),
                   "--params", files["x"])
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "INCONCLUSIVE" in proc.stdout
-    assert "rounding" in proc.stdout
+    assert "noise limits them" in proc.stdout
+
+
+def test_check_of_a_loss_that_ignores_its_params_is_a_user_error(files):
+    proc = fastfd("check", path_spec("constant_loss"), ":quad_grad", "--params", files["x"])
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "does not depend on the argument" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_check_dict_params_with_several_arrays(files):

@@ -98,12 +98,38 @@ coordinate_runs = pytest.mark.parametrize(
 
 
 def perturbed_name(p, original):
-    """Name ``W[1, 2]`` of the single entry where ``p`` differs from ``original``, or None."""
+    """Name ``W[1, 2]`` of the single entry where ``p`` differs from ``original``, None when
+    none differs, ``"line"`` when several do (the noise estimate's line, a direction)."""
+    found = []
     for key in original:
-        diff = np.argwhere(p[key] != original[key])
-        if len(diff):
-            return f"{key}[{', '.join(str(int(i)) for i in diff[0])}]"
-    return None
+        for index in np.argwhere(p[key] != original[key]):
+            found.append(f"{key}[{', '.join(str(int(i)) for i in index)}]")
+    if len(found) > 1:
+        return "line"
+    return found[0] if found else None
+
+
+def only_perturbed(p, original, key, index):
+    """Whether ``p[key][index]`` is the one entry that differs from ``original``."""
+    name = f"{key}[{', '.join(str(i) for i in np.atleast_1d(index))}]"
+    return perturbed_name(p, original) == name
+
+
+def split_noise_line(calls, original):
+    """The calls of the noise estimate (the first calls moving several entries, all along one
+    line through the params) and the rest; asserts that the line calls are collinear."""
+    flat = [np.concatenate([c[k].ravel() - original[k].ravel() for k in original]) for c in calls]
+    n_line = 0
+    for k, d in enumerate(flat[1:], start=1):
+        if np.count_nonzero(d) > 1:
+            n_line = k
+        elif np.count_nonzero(d) == 1:
+            break
+    line = [d for d in flat[1:n_line + 1] if np.any(d)]
+    for d in line:
+        ratio = d / line[0]
+        assert np.allclose(ratio, ratio[np.isfinite(ratio)][0], rtol=1e-6)
+    return calls[1:n_line + 1], calls[n_line + 1:]
 
 
 # ---------------------------------------------------------------- normal runs
@@ -206,7 +232,11 @@ def test_loss_raising_on_nth_call_keeps_type_names_entry_and_params(run, n_raise
     with pytest.raises(LossError, match="bad batch") as info:
         run(raising_loss, params)
     assert calls["entry"] is not None  # the call raised at a perturbed point
-    assert calls["entry"] in str(info.value)
+    if calls["entry"] == "line":  # early calls: the noise estimate's line
+        assert "direction" in str(info.value)
+        assert any("stage 'noise'" in note for note in info.value.__notes__)
+    else:
+        assert calls["entry"] in str(info.value)
     snap.assert_unchanged()
 
 
@@ -239,11 +269,11 @@ def test_loss_raising_during_directional_derivative_keeps_type_and_params():
 def test_loss_raising_at_one_entry_names_that_entry(run, make_error):
     params = make_params()
     snap = Snapshot(params)
-    original = params["W"][1, 2]
+    original = {k: v.copy() for k, v in params.items()}
     expected_type = type(make_error())
 
     def picky_loss(p):
-        if p["W"][1, 2] != original:
+        if only_perturbed(p, original, "W", (1, 2)):
             raise make_error()
         return loss(p)
 
@@ -256,13 +286,13 @@ def test_loss_raising_in_the_step_ladder_names_the_entry():
     params = make_params()
     snap = Snapshot(params)
     wrong = grad(params)
-    wrong["b"][3] += 1.0  # a suspect: the ladder re-evaluates b[3] with smaller steps
+    wrong["b"][3] += 1.0  # a suspect: the ladder re-evaluates b[3] with larger steps
     h = np.finfo(np.float64).eps ** (1 / 3) * max(1.0, abs(params["b"][3]))  # default step
-    original = params["b"][3]
+    original = {k: v.copy() for k, v in params.items()}
 
     def ladder_shy_loss(p):
-        if 0 < abs(p["b"][3] - original) < h / 2:
-            raise LossError("small step")
+        if only_perturbed(p, original, "b", 3) and abs(p["b"][3] - original["b"][3]) > 2 * h:
+            raise LossError("large step")
         return loss(p)
 
     with pytest.raises(LossError, match=re.escape("b[3]")):
@@ -447,7 +477,8 @@ def test_plain_array_loss_never_receives_the_callers_array():
     [
         (lambda f, p, method: fastfd.numerical_gradient(f, p, method=method), 25),
         (lambda f, p, method: fastfd.check_gradient(f, grad, p, method=method), 25),
-        (lambda f, p, method: assert_gradient_close(f, grad, p, method=method, sample=10), 10),
+        (lambda f, p, method: assert_gradient_close(f, grad, p, method=method, sample=10,
+                                                   directions=0), 10),
     ],
     ids=["numerical_gradient", "check_gradient", "assert_gradient_close-sampled"],
 )
@@ -464,8 +495,10 @@ def test_loss_sees_at_most_one_perturbed_entry(run, n_perturbed, method):
     run(recording_loss, params, method)
     assert len(seen) > n_perturbed
     assert all(np.array_equal(s[k], original[k]) for s in seen[:1] for k in original)
+    line, rest = split_noise_line(seen, original)
+    assert 8 <= len(line) <= 40  # the noise estimate: a few dozen evaluations on one line
     perturbed = set()
-    for values in seen:
+    for values in rest:
         n_diff = sum(int(np.count_nonzero(values[k] != original[k])) for k in original)
         assert n_diff <= 1  # exact restore: no drift left behind on other entries
         if n_diff:
@@ -481,14 +514,14 @@ def test_directional_derivative_along_an_axis_touches_only_that_entry():
     names = []
 
     def recording_loss(p):
-        n_diff = sum(int(np.count_nonzero(p[k] != original[k])) for k in original)
-        assert n_diff <= 1
         names.append(perturbed_name(p, original))
         return loss(p)
 
     value = fastfd.directional_derivative(recording_loss, params, direction)
     assert value == pytest.approx(grad(params)["W"][2, 3], rel=1e-8)
-    assert names[0] is None and set(names[1:]) == {"W[2, 3]"}
+    # f(x), the noise estimate's line, then the two points along the axis
+    assert names[0] is None and set(names[-2:]) == {"W[2, 3]"}
+    assert set(names[1:-2]) <= {"line", None}
 
 
 # ---------------------------------------------------------------- threads

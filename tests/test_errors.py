@@ -258,8 +258,9 @@ def test_loss_must_return_a_real_scalar(call, value, message):
 
 
 def test_non_scalar_loss_at_a_perturbed_point_names_the_entry():
-    def loss(p):
-        return sum_squares(p) if np.array_equal(p["W"], dict_params()["W"]) else np.ones(2)
+    def loss(p):  # a vector as soon as one entry of W alone moves
+        one_moved = np.count_nonzero(p["W"] != dict_params()["W"]) == 1
+        return np.ones(2) if one_moved else sum_squares(p)
 
     with pytest.raises(TypeError, match=r"must return a scalar.*W\[0, 0\]"):
         fastfd.numerical_gradient(loss, dict_params())
@@ -296,7 +297,8 @@ def test_loss_not_finite_along_a_random_direction_of_check_gradient():
     def loss(p):  # finite on every coordinate axis, not off them
         return float(np.sum(p**2)) if np.count_nonzero(p != x12) <= 1 else np.nan
 
-    with pytest.raises(ValueError, match=r"not finite at params \+ .* direction.*smaller step"):
+    with pytest.raises(ValueError, match=r"not finite at params \+ t \* direction .* every "
+                                         "direction, not only along the coordinate axes"):
         fastfd.check_gradient(loss, lambda p: 2 * p, x12.copy(), directions=1)
 
 
@@ -609,7 +611,20 @@ def test_float32_loss_on_float32_params_passes_the_check():
 @pytest.mark.parametrize("value", [3, np.int64(3)], ids=["int", "np.int64"])
 def test_loss_returning_an_int_works(value):
     params = {"W": np.ones((2, 2)), "b": np.zeros(2)}
-    grad = fastfd.numerical_gradient(lambda p: value, params)
-    assert grad["W"].shape == (2, 2)
-    assert not np.any(grad["W"]) and not np.any(grad["b"])
-    assert fastfd.directional_derivative(lambda p: value, params, params) == 0.0
+    kind = type(value)
+
+    def loss(p):  # an int of the params' size: constant at small steps, not at large ones
+        return kind(round(10 * float(np.sum(p["W"] ** 2) + np.sum(p["b"]))))
+
+    grad = fastfd.numerical_gradient(loss, params)
+    assert grad["W"].shape == (2, 2) and grad["W"].dtype == np.float64
+    assert np.isfinite(fastfd.directional_derivative(loss, params, params))
+
+
+def test_a_constant_loss_is_an_error():
+    params = {"W": np.ones((2, 2)), "b": np.zeros(2)}
+    for call in (lambda: fastfd.numerical_gradient(lambda p: 3, params),
+                 lambda: fastfd.check_gradient(lambda p: 3.0, lambda p: p, params),
+                 lambda: fastfd.directional_derivative(lambda p: 3, params, params)):
+        with pytest.raises(ValueError, match="does not depend on the argument it is given"):
+            call()

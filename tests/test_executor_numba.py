@@ -61,6 +61,13 @@ def loss_raising_above_ten(x):
 
 
 @njit
+def loss_raising_when_x3_alone_moves_up(x):
+    if x[3] > 10.0 and np.count_nonzero(x) == 1:  # coordinate steps only, not the noise line
+        raise ValueError("boom")
+    return np.sum(x * x)
+
+
+@njit
 def loss_writing_its_input(x):
     x[5] = 0.0
     return np.sum(x)
@@ -288,5 +295,6 @@ def test_engine_error_names_the_entry_and_leaves_params():
     x[3] = 10.0  # fine at x, raises once x[3] is perturbed upwards
     original = x.copy()
     with pytest.raises(ValueError, match=r"boom .*x\[3\] \+"):
-        fastfd.numerical_gradient(loss_raising_above_ten, x, evaluator=NumbaEvaluator(n_jobs=2))
+        fastfd.numerical_gradient(loss_raising_when_x3_alone_moves_up, x,
+                                  evaluator=NumbaEvaluator(n_jobs=2))
     np.testing.assert_array_equal(x, original)

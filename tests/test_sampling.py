@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from fastfd import _validate
 from fastfd._params import flatten
 from fastfd._sampling import (
     confidence_statement,
-    parse_sample,
     random_directions,
     stratified_sample,
 )
@@ -49,7 +49,7 @@ def test_huge_array_sample_is_cheap_and_distinct():
 @pytest.mark.parametrize("sample, expected", [(None, None), ("all", None), ("auto", "auto"),
                                               (10, 10), (1000, None), (0.5, 50), (1.0, None)])
 def test_parse_sample(sample, expected):
-    assert parse_sample(sample, 100) == expected
+    assert _validate.sample(sample, 100) == expected
 
 
 def test_rule_of_three():
@@ -59,11 +59,21 @@ def test_rule_of_three():
 
 
 def test_random_directions_are_unit_and_reproducible():
-    a = list(random_directions(30, 3, np.random.default_rng(1)))
-    b = list(random_directions(30, 3, np.random.default_rng(1)))
+    layout, _ = flatten(np.zeros(30))
+    a = list(random_directions(layout, 3, np.random.default_rng(1)))
+    b = list(random_directions(layout, 3, np.random.default_rng(1)))
     for u, v in zip(a, b):
         assert np.linalg.norm(u) == pytest.approx(1.0)
         np.testing.assert_array_equal(u, v)
+
+
+def test_random_directions_give_every_array_the_same_share():
+    # a bias of 10 entries weighs as much in g . v as a weight matrix of 100,000
+    layout, _ = flatten({"W": np.zeros((1000, 100)), "b": np.zeros(10)})
+    v = next(random_directions(layout, 1, np.random.default_rng(0)))
+    norms = [np.linalg.norm(v[span]) for _, span in layout.slices()]
+    np.testing.assert_allclose(norms, [2**-0.5, 2**-0.5])
+
 
 
 def test_boundary_slices_of_3d_arrays_fit_the_minimum_quota():
@@ -78,7 +88,5 @@ def test_boundary_slices_of_3d_arrays_fit_the_minimum_quota():
 
 
 def test_generator_seeds_are_refused():
-    from fastfd._sampling import parse_seed
-
     with pytest.raises(TypeError, match="seed must be a non-negative int"):
-        parse_seed(np.random.default_rng(0))
+        _validate.seed(np.random.default_rng(0))

@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .._combine import value_floor
 from .._params import Layout
 from .._plan import chunk_slices
+from .._validate import n_jobs as check_n_jobs  # noqa: F401  (re-exported for the evaluators)
+from ..errors import LossModifiedInputError
 
 
 def loss_scalar(value) -> float:
@@ -48,14 +49,19 @@ def loss_args(layout: Layout, x: np.ndarray) -> Callable[[], object]:
     return lambda: views
 
 
-def check_n_jobs(n_jobs) -> int:
-    """``n_jobs`` validated (joblib convention: non-zero, -1 = all cores)."""
-    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
-        raise TypeError(f"n_jobs must be a non-zero int (joblib convention, -1 = all cores); "
-                        f"got {n_jobs!r}")
-    if n_jobs == 0:
-        raise ValueError("n_jobs must be a non-zero int (joblib convention, -1 = all cores); got 0")
-    return int(n_jobs)
+def raise_if_modified(x: np.ndarray, reference: np.ndarray, names) -> None:
+    """Raise :class:`~fastfd.errors.LossModifiedInputError` if the loss left ``x`` different
+    from ``reference`` (it wrote into its argument): the numbers would be meaningless."""
+    differs = x != reference
+    if differs.any():
+        raise modified_input_error(names(int(np.flatnonzero(differs)[0])))
+
+
+def modified_input_error(name: str) -> LossModifiedInputError:
+    return LossModifiedInputError(
+        f"the loss modified its input in place (first at {name}); fastfd evaluates it on a "
+        "private copy, so your arrays are unchanged, but the results are meaningless: make "
+        "the loss leave its argument unchanged")
 
 
 def annotate(error: BaseException, where: str) -> None:
@@ -68,7 +74,11 @@ def annotate(error: BaseException, where: str) -> None:
     """
     if len(error.args) == 1 and isinstance(error.args[0], str) and type(error) is not KeyError:
         error.args = (f"{error.args[0]} (raised while evaluating the loss at {where})",)
-    note = f"fastfd: the caller's parameters are unchanged; failing entry: {where}"
+    add_note(error, f"fastfd: the caller's parameters are unchanged; failing entry: {where}")
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)``, also on Python 3.10 (where tracebacks still show it)."""
     if hasattr(error, "add_note"):
         error.add_note(note)
     else:  # Python 3.10
@@ -100,6 +110,30 @@ def evaluate_coords(
     return out
 
 
+_POINT_CHUNK = 2**16  # entries of x + s * direction written (and checked) at a time
+
+
+def _point(block: np.ndarray, step: np.ndarray, s: float) -> np.ndarray:
+    """``x + s * direction`` rounded to ``x``'s dtype as every evaluator and the engine round
+    it: the product and the sum in float64, one rounding at the end."""
+    moved = s * step
+    moved += block
+    return moved.astype(block.dtype, copy=False)
+
+
+class _Gathered:
+    """The entries ``index`` of ``view`` as an array-like supporting slices (sparse moves)."""
+
+    def __init__(self, view: np.ndarray, index: np.ndarray):
+        self.base, self.where = view, index
+
+    def __getitem__(self, part):
+        return self.base[self.where[part]]
+
+    def __setitem__(self, part, values):
+        self.base[self.where[part]] = values
+
+
 class Evaluator:
     """Protocol for computing losses at perturbed points of the flat parameter vector.
 
@@ -108,8 +142,9 @@ class Evaluator:
     :meth:`direction_values`. ``x`` is the engine's private flat copy of the parameters;
     every method must leave it unchanged on return, also when the loss raises.
 
-    Evaluators that compute differences without subtracting two full losses override
-    :meth:`perturbed_deltas`, :meth:`rounding_floor` and :meth:`default_steps`.
+    Evaluators that compute differences without subtracting two full losses set
+    ``exact_deltas`` and override :meth:`perturbed_deltas`, :meth:`delta_noise` and
+    :meth:`default_steps`.
     """
 
     progress: Callable[[int], object] | None = None
@@ -142,24 +177,50 @@ class Evaluator:
         """``f(x + s * direction)`` (rounded to the dtype of ``x``) for every scale ``s``.
 
         ``direction`` is zero outside ``support`` (a slice of ``x``, default all), so only that
-        block is moved: bisection over coordinates costs O(block) besides the loss itself.
+        block is moved: bisection over coordinates costs O(block) besides the loss itself. A
+        sparse direction (kink pairs, the noise line of a huge model) saves and moves only its
+        non-zero entries; a dense one is written in chunks, so the memory beyond ``x`` is one
+        saved copy of the block.
         """
         support = slice(None) if support is None else support
         args = self._args(x)
-        block = x[support].copy()
+        view = x[support]
         step = direction[support]
+        start = support.start or 0
+        nonzero = np.flatnonzero(step) if 8 * np.count_nonzero(step) < step.size else None
+        position = (lambda i: start + i) if nonzero is None else (
+            lambda i: start + int(nonzero[i]))
+        if nonzero is not None:
+            view, step = _Gathered(view, nonzero), step[nonzero]
+        saved = view[...].copy()
         out = np.empty(len(scales), dtype=np.float64)
         try:
             for k, s in enumerate(scales):
-                np.add(block, s * step, out=x[support], casting="unsafe")
+                for part in chunk_slices(len(saved), _POINT_CHUNK):
+                    view[part] = _point(saved[part], step[part], s)
                 try:
                     out[k] = loss_scalar(self.f(args()))
                 except Exception as error:
                     annotate(error, f"x + {s:.3g} * direction")
                     raise
+                # restoring below would hide a loss that writes into its argument
+                for part in chunk_slices(len(saved), _POINT_CHUNK):
+                    raise_if_modified(view[part], _point(saved[part], step[part], s),
+                                      lambda i, part=part: self.layout.name(
+                                          position(part.start + i)))
         finally:
-            x[support] = block
+            view[...] = saved
         return out
+
+    #: True when :meth:`perturbed_deltas` computes differences without subtracting two
+    #: rounded losses (models): their noise is :meth:`delta_noise`, not the loss's own.
+    exact_deltas = False
+
+    def delta_noise(self, deltas: np.ndarray, coords: np.ndarray, offsets: np.ndarray,
+                    eps: float) -> np.ndarray:
+        """Standard deviation of the error of each exact delta (``exact_deltas`` only);
+        ``eps`` is the rounding unit of the params' dtype."""
+        raise NotImplementedError(f"{type(self).__name__} computes deltas by subtraction")
 
     def kink_flags(self, x, coords, steps) -> np.ndarray | None:
         """Exact flags of a kink within ``[x - steps, x + steps]``, or None when unknown."""
@@ -168,14 +229,6 @@ class Evaluator:
     def default_steps(self, x, stencil) -> np.ndarray | None:
         """Evaluator-specific default steps (e.g. smaller for exact deltas), or None."""
         return None
-
-    def rounding_floor(self, f0: float, deltas, eps: float, coords, offsets) -> np.ndarray:
-        """Absolute rounding error to expect in each result of :meth:`perturbed_deltas`.
-
-        Generic evaluators subtract two losses, so the error scales with ``|f|``; exact
-        evaluators override this with the scale of the terms they sum.
-        """
-        return value_floor(f0, deltas, eps)
 
 
 class SerialEvaluator(Evaluator):

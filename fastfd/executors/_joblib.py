@@ -21,7 +21,8 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 
 from .._plan import chunk_slices
-from ._base import Evaluator, evaluate_coords, loss_args
+from ..errors import WorkerDiedError
+from ._base import Evaluator, evaluate_coords, loss_args, raise_if_modified
 
 # Chunks per worker: enough to balance uneven chunks, few enough that scheduling (about a
 # millisecond per task) stays negligible next to hundreds of evaluations per chunk.
@@ -68,7 +69,10 @@ def _evaluate_chunk(source, layout, x, coords, offsets, limit_threads):
     args = loss_args(layout, private)
     context = _single_threaded_inner() if limit_threads else contextlib.nullcontext()
     with context:
-        return evaluate_coords(f, args, private, coords, offsets, layout.name)
+        values = evaluate_coords(f, args, private, coords, offsets, layout.name)
+    # the serial evaluator's input is checked by the engine; a worker's private copy here
+    raise_if_modified(private, x, layout.name)
+    return values
 
 
 def _require_dask_client():
@@ -162,7 +166,7 @@ class JoblibEvaluator(Evaluator):
                             self.progress(c.stop - c.start)
             except Exception as error:
                 if type(error).__name__ == "TerminatedWorkerError":
-                    raise RuntimeError(
+                    raise WorkerDiedError(
                         "a worker process died while evaluating the loss (crash, os._exit or "
                         f"out of memory); the caller's parameters are unchanged: {error}"
                     ) from error

@@ -32,7 +32,7 @@ from numba.core.registry import CPUDispatcher
 
 from .._params import Layout
 from ..kernels._config import PARALLEL_OPTIONS
-from ._base import Evaluator, check_n_jobs, evaluate_coords
+from ._base import Evaluator, check_n_jobs, evaluate_coords, modified_input_error
 
 __all__ = ["NumbaEvaluator", "accepts"]
 
@@ -289,8 +289,4 @@ class NumbaEvaluator(Evaluator):
     def _check_unmodified(self, first_changed: np.ndarray) -> None:
         changed = first_changed[first_changed >= 0]
         if changed.size:
-            raise RuntimeError(
-                f"the loss modified its input in place (first at "
-                f"{self.layout.name(int(changed.min()))}); fastfd evaluates it on a private "
-                "copy, so your arrays are unchanged, but the results are meaningless: make the "
-                "loss leave its argument unchanged")
+            raise modified_input_error(self.layout.name(int(changed.min())))

@@ -28,12 +28,17 @@ def wrong_grad(x):
 
 
 def noise_loss(x):
-    """A huge constant plus a change far below its rounding: the loss is rounding noise."""
-    return 1e8 + 1e-12 * float(np.sum(x))
+    """A huge constant plus a change near its rounding: the gradient is noise-limited."""
+    return 1e8 + 1e-6 * float(np.sum(x))
 
 
 def noise_grad(x):
-    return np.full_like(x, 1e-12)
+    return np.full_like(x, 1e-6)
+
+
+def constant_loss(x):
+    """Does not depend on its argument at all."""
+    return 3.0
 
 
 def vector_loss(x):
@@ -47,9 +52,9 @@ def short_grad(x):
 
 
 def raising_loss(x):
-    """Fails away from the starting point, whose entries are multiples of 1/16: a loss that
-    breaks at the first perturbed entry."""
-    if np.any(x * 16 != np.round(x * 16)):
+    """Fails when one entry leaves the starting point, whose entries are multiples of 1/16: a
+    loss that breaks at the first perturbed coordinate."""
+    if np.count_nonzero(x * 16 != np.round(x * 16)) == 1:
         raise ZeroDivisionError("division by zero in raising_loss")
     return quad_loss(x)
 

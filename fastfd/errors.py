@@ -1,0 +1,37 @@
+"""Exceptions fastfd raises when the loss, not the caller's arguments, makes a check meaningless.
+
+They are the contract between fastfd's layers (the command line maps them to exit codes by
+type, never by message text). Each subclasses the builtin a caller would catch anyway, so
+``except RuntimeError`` keeps working. Errors raised *inside* the user's loss are re-raised
+unchanged (same type, same traceback) with a note naming the entry being evaluated.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FastFDError",
+    "LossModifiedInputError",
+    "LossNotFiniteError",
+    "NonDeterministicLossError",
+    "WorkerDiedError",
+]
+
+
+class FastFDError(Exception):
+    """Base of fastfd's own errors about the loss or the way it is evaluated."""
+
+
+class LossModifiedInputError(FastFDError, RuntimeError):
+    """The loss wrote into the parameters it was given; the results would be meaningless."""
+
+
+class NonDeterministicLossError(FastFDError, RuntimeError):
+    """The loss returned different values at the same point (dropout on, an unseeded RNG)."""
+
+
+class LossNotFiniteError(FastFDError, ValueError):
+    """The loss is NaN or infinite at the params or at a perturbed point."""
+
+
+class WorkerDiedError(FastFDError, RuntimeError):
+    """A worker process evaluating the loss died (crash, ``os._exit``, out of memory)."""
