@@ -18,16 +18,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._stencils import CENTRAL, Stencil, derivative_weights
-from ._steps import LEVELS_DOWN, LEVELS_UP
+from ._steps import LADDER_RATIO, LEVELS_DOWN, LEVELS_UP
 
 # Error bars count this many standard deviations of the noise: rounding noise is bounded and
 # roughly Gaussian once summed, so a discrepancy beyond 4 sigma is not noise.
 NOISE_SIGMAS = 4.0
 # Differences between levels must shrink at least this much per level towards smaller steps
-# before they bound the truncation (asymptotically they shrink by LADDER_RATIO**2 = 16).
-_CONTRACTION = 0.5
+# before they bound the truncation: asymptotically they shrink by LADDER_RATIO**2 = 16, while
+# far outside that regime (steps beyond a period, estimates decaying like 1/h) they can
+# shrink by 4; 1/8 tells the two apart.
+_CONTRACTION = 0.125
 _SAFETY = 2.0
-_ASYMPTOTIC_GAIN = 15.0  # LADDER_RATIO**2 - 1: how much faster the coarser level's error grows
+_ASYMPTOTIC_GAIN = 15.0  # LADDER_RATIO**2 - 1: how much faster the coarser error grows
+# A smooth function's gap F - B follows h f'' to within a relative (h f''''/f'')**2 / 12;
+# 10% allows steps up to about where the central difference leaves its asymptotic regime.
+_GAP_SLACK = 0.1
+# What is left of the gap's excess is charged, doubled, to the truncation bound: a kink adds
+# to the central difference at most about the excess it leaves in the gap.
+_KINK_FACTOR = 2.0
 N_LEVELS = LEVELS_DOWN + LEVELS_UP + 1
 
 
@@ -145,7 +153,8 @@ class Ladder:
     def best(self) -> Best:
         """Per probe, the level ``k`` minimizing ``T_k + NOISE_SIGMAS * N_k``.
 
-        The truncation ``T_k`` of level ``k`` is bounded only where the levels show it: when
+        The truncation ``T_k`` of level ``k`` is bounded only where the levels show it (and
+        their one-sided gaps shrink as a smooth function's do, ``|F - B| = h |f''|``): when
         the two agree within their noise (then ``15 T_k``, the asymptotic difference, is below
         that noise: ``T_k <= 2 (|D_{k+1} - D_k| + noise) / 15``), or when the differences
         contract towards smaller steps at a ratio ``c <= 1/2`` (``T_k <= 2 |D_{k+1} - D_k|
@@ -165,6 +174,20 @@ class Ladder:
                 contract, diff[:-1] * np.minimum(1.0, _SAFETY * ratio / (1.0 - ratio)), np.inf)
         # agreeing within noise: |T_{k+1} - T_k| = 15 T_k asymptotically is below that noise
         trunc = np.where(agree, _SAFETY * (diff + pair_noise) / _ASYMPTOTIC_GAIN, trunc)
+        # either bound assumes a smooth function, whose one-sided gap F - B = h f'' shrinks
+        # by exactly 4 per level. A kink crossed within the step (a hinge near its margin)
+        # adds to the gap what it adds, halved, to the central difference, and that part
+        # does not shrink: a gap off the smooth prediction leaves the level uncertified
+        gap = self.forward - self.backward
+        gap_noise = NOISE_SIGMAS * 2.0 * self.noise_side
+        # row k: how far the gap at level k is off a quarter of the gap at level k + 1
+        excess = np.maximum(np.abs(gap[:-1] - gap[1:] / LADDER_RATIO) - gap_noise[:-1], 0.0)
+        clear = excess <= _GAP_SLACK * np.abs(gap[:-1])
+        # both pairs a bound rests on (k, k+1 and k+1, k+2): one can match by coincidence
+        above = np.vstack([excess[1:], np.full((1, self.size), np.nan)])
+        clear_above = np.vstack([clear[1:], np.ones((1, self.size), bool)]) | np.isnan(above)
+        kink_part = _KINK_FACTOR * np.fmax(excess, above)
+        trunc = np.where(clear & clear_above, np.fmax(trunc, kink_part), np.inf)
         trunc[np.isnan(diff)] = np.nan
         error = trunc + NOISE_SIGMAS * noise[:-1]
         certified = np.isfinite(error)

@@ -94,12 +94,15 @@ class Decision:
 
 def decide(ladder: Ladder, rtol: float, atol: float, scale: np.ndarray, bottom: np.ndarray,
            top: np.ndarray, kink_flags: np.ndarray | None = None,
-           kink_fails: bool = True) -> tuple[Decision, Best]:
+           kink_fails: bool = True, kink_floor: np.ndarray | None = None
+           ) -> tuple[Decision, Best]:
     """Judge every probe of ``ladder`` and say where the open ones go next.
 
     ``bottom``/``top`` are the lowest and highest levels allowed per probe; ``kink_flags``
     exact kink flags at each probe's smallest evaluated step (from an evaluator that knows);
-    ``kink_fails=False`` for directions, whose kinks are never failures by themselves.
+    ``kink_fails=False`` for directions, whose kinks are never failures by themselves;
+    ``kink_floor`` the level a kink must persist down to (default ``-KINK_LEVELS``, i.e.
+    ``h0 / 256``; lower when ``h0`` is larger than the default step).
     """
     n = ladder.size
     out = Decision(n)
@@ -115,8 +118,9 @@ def decide(ladder: Ladder, rtol: float, atol: float, scale: np.ndarray, bottom: 
     gap_up2, _ = ladder.gap(np.minimum(lo + 2, hi))
     persists &= ~two_below | (gap_up >= _KINK_PERSIST * gap_up2)
     kink = persists if kink_flags is None else (np.asarray(kink_flags, dtype=bool) & has_two)
-    # a kink is followed down KINK_LEVELS levels (h/256): persisting there, it is at x
-    follow = kink & (lo > np.maximum(bottom, -KINK_LEVELS))
+    # a kink is followed down to kink_floor: persisting there, it is at x
+    floor = np.full(n, -KINK_LEVELS) if kink_floor is None else kink_floor
+    follow = kink & (lo > np.maximum(bottom, floor))
     out.next_level[follow] = lo[follow] - 1
     at_floor = kink & ~follow
     if at_floor.any():

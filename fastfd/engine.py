@@ -33,7 +33,9 @@ from ._sampling import random_directions, stratified_sample
 from ._session import Session
 from ._stencils import CENTRAL, derivative_weights, get_stencil
 from ._steps import (
+    LADDER_RATIO,
     bottom_level,
+    default_steps,
     direction_levels,
     direction_step,
     level_steps,
@@ -419,7 +421,7 @@ class _Outcome:
 def _refine(ladder: Ladder, evaluate: Callable[[np.ndarray, np.ndarray], Level],
             bottom: np.ndarray, top: np.ndarray, rtol: float, atol: float, scale: np.ndarray,
             kink_flags: Callable[[Ladder], np.ndarray | None] | None = None,
-            kink_fails: bool = True) -> _Outcome:
+            kink_fails: bool = True, kink_floor: np.ndarray | None = None) -> _Outcome:
     """Move every open probe along the ladder until :func:`fastfd._judge.decide` decides it.
 
     ``evaluate(probes, levels)`` returns the :class:`Level` of those probes at those levels
@@ -430,7 +432,8 @@ def _refine(ladder: Ladder, evaluate: Callable[[np.ndarray, np.ndarray], Level],
     bottom, top = bottom.copy(), top.copy()
     while True:
         flags = kink_flags(ladder) if kink_flags is not None else None
-        decision, best = judge.decide(ladder, rtol, atol, scale, bottom, top, flags, kink_fails)
+        decision, best = judge.decide(ladder, rtol, atol, scale, bottom, top, flags, kink_fails,
+                                      kink_floor)
         newly = (out.status == judge.OPEN) & ~decision.open
         if newly.any():
             _record(out, newly, decision, best, ladder)
@@ -517,7 +520,12 @@ def _refine_coords(session: Session, coords, analytic, h0, level0: Level | None,
     def flags(lad: Ladder):
         return session.evaluator.kink_flags(session.x, coords, lad.at("step", lad.lo))
 
-    return _refine(ladder, evaluate, bottom, top, rtol, atol, scale, flags)
+    # a kink must persist down to 1/256 of the default step (deeper when h0 is larger)
+    default = default_steps(x_at, CENTRAL, session.coordinate_noise.rel_noise)
+    above = np.ceil(np.log(np.maximum(h0 / default, 1.0)) / np.log(LADDER_RATIO))
+    kink_floor = np.maximum(bottom, -judge.KINK_LEVELS - above.astype(np.int64))
+    return _refine(ladder, evaluate, bottom, top, rtol, atol, scale, flags,
+                   kink_floor=kink_floor)
 
 
 # --------------------------------------------------------------------------------------------
