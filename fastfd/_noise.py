@@ -12,7 +12,7 @@ sign (noise, not a smooth trend).
 
 A kink crossed by the line also looks like noise, but its contribution shrinks with the
 spacing while noise does not, so two spacings are measured and the smaller estimate kept.
-Cost: 9 to 33 loss evaluations, whatever the number of parameters.
+Cost: 9 to 49 loss evaluations, whatever the number of parameters.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ import numpy as np
 T_MAX = 4  # the line has 2 * T_MAX + 1 points (t = -4 .. 4)
 _RATIO_AGREE = 4.0  # three consecutive noise levels within this factor
 _SPACING_JUMP = 64.0  # change of spacing after "too small" / "too large"
-_MAX_LINES = 4
+_MAX_LINES = 6
 _MAX_SPACING = 1e-2  # relative to max(1, |x|): beyond that the line is no longer local
 _FAR_MOVE = 0.1  # one evaluation this far decides "the loss does not depend on params"
 # Non-determinism below this many units in the last place of f is treated as noise
 # (multi-threaded reductions can differ in the last bits between calls).
 _JITTER_ULPS = 64.0
+
+_PRECISION_BAND = 8.0
 
 MEASURED, NOT_DETECTED, EXACT = "measured", "not detected", "exact deltas"
 OK, TOO_SMALL, TOO_LARGE = "ok", "spacing too small", "spacing too large"
@@ -59,6 +61,10 @@ class NoiseEstimate:
     eps : float
         Rounding unit of the params' dtype.
     params_dtype : str
+    result_eps : float
+        Rounding unit of the coarser of the params' and the loss's result dtype.
+    f_scale : float
+        The largest ``|f|`` seen on the line.
     """
 
     sigma: float
@@ -68,6 +74,8 @@ class NoiseEstimate:
     spacing: float | None
     eps: float
     params_dtype: str
+    result_eps: float = 0.0
+    f_scale: float = 0.0
 
     @property
     def relative(self) -> float:
@@ -78,9 +86,15 @@ class NoiseEstimate:
 
     @property
     def rel_noise(self) -> float:
-        """The relative noise the step rules and default tolerances use: the measured level,
-        never below the params' rounding unit, at most 1e-2."""
-        return float(min(1e-2, max(self.eps, self.relative)))
+        """The relative noise the step rules and default tolerances use: the measured level
+        against the larger of ``|f(x)|`` and the values seen on the line (a loss that happens
+        to be near 0 at ``x`` is not infinitely noisy), never below the params' rounding unit,
+        at most 1e-2; the coarser rounding unit of params and result when nothing was seen."""
+        if self.source == NOT_DETECTED:
+            return float(max(self.eps, self.result_eps))
+        size = max(abs(self.f0), self.f_scale)
+        rel = self.sigma / size if size > 0 else math.inf
+        return float(min(1e-2, max(self.eps, rel)))
 
     def describe(self) -> str:
         """One sentence in words a user understands."""
@@ -93,9 +107,11 @@ class NoiseEstimate:
         rel = self.relative
         head = f"loss noise ~{rel:.1g} relative (measured from {self.n_evals} evaluations)"
         eps32 = float(np.finfo(np.float32).eps)
-        if rel <= 30 * self.eps:
+        # rounding to a dtype leaves a relative noise of 0.1 to 0.3 eps; sums of rounded terms
+        # a few times that; the estimate itself is good to a factor of 3
+        if rel <= _PRECISION_BAND * self.eps:
             return f"{head}: the loss is computed in about {self.params_dtype} precision"
-        if self.params_dtype == "float64" and eps32 / 30 <= rel <= 30 * eps32:
+        if self.params_dtype == "float64" and eps32 / 30 <= rel <= _PRECISION_BAND * eps32:
             return (f"{head}: the loss is computed in about float32 precision although params "
                     "are float64")
         if rel < eps32 / 30:
@@ -170,8 +186,10 @@ def measure(line_values: Callable[[np.ndarray, np.ndarray], np.ndarray],
             "differences need the same value at the same point: fix the seed or switch the "
             "randomness off for the check")
     found: list[tuple[float, float]] = []
-    tried_small = False
+    small, large = None, None  # the largest spacing too small, the smallest too large
     lines, finite_lines, smallest = 0, 0, spacing
+    quantum = math.inf  # the smallest change of f seen: an upper bound on its rounding step
+    f_scale = 0.0
     for _ in range(_MAX_LINES):
         d = line(spacing)
         if not d.any():
@@ -185,22 +203,33 @@ def measure(line_values: Callable[[np.ndarray, np.ndarray], np.ndarray],
             finite = bool(np.all(np.isfinite(table)))
             finite_lines += finite
             sigma, status = difference_table(table) if finite else (math.nan, TOO_LARGE)
+            steps = np.abs(np.diff(table))
+            if finite:
+                f_scale = max(f_scale, float(np.max(np.abs(table))))
+            if finite and steps.any():
+                quantum = min(quantum, float(steps[steps > 0].min()))
         if status == OK:
             found.append((sigma, spacing))
-            if len(found) == 2 or tried_small:
+            if len(found) == 2 or small is not None:
                 break
-            spacing /= _SPACING_JUMP  # a kink crossed by the line shrinks with the spacing
+            small = spacing / _SPACING_JUMP  # a kink crossed by the line shrinks with it
+            spacing = small
             continue
+        if found:
+            break
         if status == TOO_SMALL:
-            if found:
+            small = spacing
+        else:
+            large = spacing
+        if small is not None and large is not None:
+            if large / small < 2.0:
                 break
-            tried_small = True
+            spacing = math.sqrt(small * large)  # between a staircase and a flat line
+        elif status == TOO_SMALL:
             spacing *= _SPACING_JUMP
             if spacing > _MAX_SPACING:
                 break
         else:
-            if found:
-                break
             spacing /= _SPACING_JUMP
     if lines and not finite_lines:
         raise LossNotFiniteError(
@@ -211,9 +240,14 @@ def measure(line_values: Callable[[np.ndarray, np.ndarray], np.ndarray],
     if found:
         sigma, used = min(found)
         sigma = max(sigma, jitter)
-        return NoiseEstimate(sigma, f0, MEASURED, n_evals, used, eps, _dtype_name(eps))
-    sigma = max(result_eps * abs(f0), jitter)
-    return NoiseEstimate(sigma, f0, NOT_DETECTED, n_evals, None, eps, _dtype_name(eps))
+        return NoiseEstimate(sigma, f0, MEASURED, n_evals, used, eps, _dtype_name(eps),
+                             result_eps, f_scale)
+    # no noise seen: the rounding of the loss's dtype, or of the smallest step f was seen to
+    # take (a float32 staircase behind a float64 result), whichever is coarser
+    staircase = quantum / math.sqrt(12.0) if math.isfinite(quantum) else 0.0
+    sigma = max(result_eps * abs(f0), staircase, jitter)
+    return NoiseEstimate(sigma, f0, NOT_DETECTED, n_evals, None, eps, _dtype_name(eps),
+                         result_eps, f_scale)
 
 
 def far_change(line_values, line, f0: float) -> float:
@@ -224,7 +258,8 @@ def far_change(line_values, line, f0: float) -> float:
 
 def exact(f0: float, eps: float) -> NoiseEstimate:
     """The estimate for evaluators with exact deltas: the rounding of the params' dtype."""
-    return NoiseEstimate(eps * abs(f0), f0, EXACT, 0, None, eps, _dtype_name(eps))
+    return NoiseEstimate(eps * abs(f0), f0, EXACT, 0, None, eps, _dtype_name(eps), eps,
+                         abs(f0))
 
 
 def _dtype_name(eps: float) -> str:

@@ -194,7 +194,7 @@ class Session:
 
     @property
     def noise(self) -> _noise.NoiseEstimate:
-        """The loss's noise at the params, measured on first use (9 to 33 evaluations)."""
+        """The loss's noise at the params, measured on first use (9 to 49 evaluations)."""
         if self._noise is None:
             self._noise = self._measure_noise()
         return self._noise

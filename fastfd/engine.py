@@ -126,7 +126,7 @@ def numerical_gradient(
     step : float, array or structure like params, optional
         Step per entry. Default: ``noise**(1/3) * max(1, |x|)`` for central,
         ``noise**(1/2) * max(1, |x|)`` for one-sided, ``noise**(1/5) ...`` for ``central4``,
-        where ``noise`` is the loss's relative noise measured at ``params`` (9 to 33 extra
+        where ``noise`` is the loss's relative noise measured at ``params`` (9 to 49 extra
         evaluations; at least the rounding unit of the params' dtype). Models from
         :mod:`fastfd.models` use a smaller step because they compute differences without
         cancellation.
