@@ -48,7 +48,7 @@ def test_known_noise_is_recovered_within_a_factor_of_3(name, loss, sigma):
 def test_the_cost_does_not_grow_with_the_number_of_parameters():
     for n in (10, 10_000, 200_000):
         c = np.linspace(-1, 1, n)
-        session = Session(lambda v: 1.0 + float(v @ c) / n, np.ones(n))
+        session = Session(lambda v, c=c, n=n: 1.0 + float(v @ c) / n, np.ones(n))
         assert session.noise.n_evals <= 40
 
 
@@ -115,4 +115,4 @@ def test_last_bit_jitter_is_noise_not_an_error():
 def test_a_loss_with_fresh_randomness_is_refused():
     rng = np.random.default_rng(0)
     with pytest.raises(NonDeterministicLossError, match="dropout left on"):
-        Session(lambda v: float(v @ C) + rng.standard_normal(), X).noise
+        _ = Session(lambda v: float(v @ C) + rng.standard_normal(), X).noise
