@@ -162,3 +162,19 @@ def test_parallel_settings_reach_named_evaluators_and_clash_with_instances():
     g = fastfd.numerical_gradient(lambda p: float(p @ p), x, evaluator="joblib", n_jobs=2,
                                   backend="threading")
     np.testing.assert_allclose(g, 2 * x, rtol=1e-8)
+
+
+def _write_when_one_entry_moves(p, base):
+    value = float(np.sum(p**2))
+    if np.count_nonzero(p != base) == 1:
+        p[-1] = 0.0  # fine at the params and on the noise line: only workers see this
+    return value
+
+
+def test_loss_modifying_its_input_is_caught_on_every_backend(backend):
+    x = np.linspace(-1, 1, 16)
+    base = x.copy()
+    with pytest.raises(RuntimeError, match="modified its input in place"):
+        fastfd.check_gradient(lambda p: _write_when_one_entry_moves(p, base), lambda p: 2 * p,
+                              x, evaluator=evaluator_for(backend))
+    np.testing.assert_array_equal(x, base)
