@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import _validate
 from ._params import dot
 from ._session import Session
 from .report import json_safe
@@ -158,33 +159,13 @@ def taylor_eps(eps, session: Session, v: np.ndarray, points: int = TAYLOR_POINTS
     Default: ``points`` values halving from ``e0`` with ``e0 * max|v| = 0.1 *
     max(1, max|x|)``; a float is taken as ``e0``.
     """
-    if eps is None or (np.ndim(eps) == 0 and not isinstance(eps, (str, bytes))):
-        if eps is None:
-            scale = max(1.0, float(np.max(np.abs(session.x))))
-            e0 = _TAYLOR_E0 * scale / float(np.max(np.abs(v)))
-        else:
-            if isinstance(eps, (bool, np.bool_)) or not isinstance(
-                    eps, (int, float, np.integer, np.floating)):
-                raise TypeError(f"eps must be None, a positive float or a sequence of them; "
-                                f"got {eps!r}")
-            e0 = float(eps)
-            if not math.isfinite(e0) or e0 <= 0:
-                raise ValueError(f"eps must be positive and finite; got {eps!r}")
-        return e0 * 0.5 ** np.arange(points)
-    try:
-        arr = np.asarray(eps, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"eps must be None, a positive float or a sequence of them; got "
-                        f"{type(eps).__name__}") from None
-    if arr.ndim != 1 or arr.size < _MIN_FIT_POINTS:
-        raise ValueError(f"eps must be a 1-D sequence of at least {_MIN_FIT_POINTS} values "
-                         f"(a slope needs several points); got shape {arr.shape}")
-    bad = ~np.isfinite(arr) | (arr <= 0)
-    if bad.any():
-        raise ValueError(f"eps must be positive and finite; got {float(arr[bad][0])!r}")
-    if np.unique(arr).size != arr.size:
-        raise ValueError("eps must not repeat a value")
-    return np.sort(arr)[::-1].copy()
+    if eps is None:
+        scale = max(1.0, float(np.max(np.abs(session.x))))
+        return _TAYLOR_E0 * scale / float(np.max(np.abs(v))) * 0.5 ** np.arange(points)
+    if np.ndim(eps) == 0 and not isinstance(eps, (str, bytes)):
+        what = "None, a positive float or a sequence of them"
+        return _validate.positive_float(eps, "eps", what) * 0.5 ** np.arange(points)
+    return _validate.descending(eps, "eps", min_size=_MIN_FIT_POINTS, repeats=False)
 
 
 def _fit_window(usable: np.ndarray) -> np.ndarray:

@@ -127,3 +127,48 @@ def scalar_step(step) -> float | None:
     if isinstance(step, (dict, list, tuple, np.ndarray)):
         return None  # per-entry steps do not apply to a direction: its own rule does
     return float(steps(step, 1)[0])
+
+
+def positive_int(value, name: str, allow_none: bool = False) -> int | None:
+    """A positive int (``max_stack=``), or None where allowed."""
+    if value is None and allow_none:
+        return None
+    allowed = "None or a positive int" if allow_none else "a positive int"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {allowed}; got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    return int(value)
+
+
+def positive_float(value, name: str, what: str) -> float:
+    """A positive finite float; ``what`` lists the accepted forms in the error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {what}; got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive and finite; got {value!r}")
+    return float(value)
+
+
+def descending(values, name: str, min_size: int = 1, repeats: bool = True) -> np.ndarray:
+    """A 1-D sequence of positive finite floats (steps, Taylor multiples), largest first;
+    repeated values are dropped, or refused when ``repeats`` is False."""
+    what = "a sequence of positive floats"
+    if isinstance(values, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be {what}; got {values!r}")
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {what}; got {type(values).__name__}") from None
+    if arr.ndim != 1 or arr.size < min_size:
+        at_least = f"at least {min_size} values" if min_size > 1 else "non-empty"
+        raise ValueError(f"{name} must be a 1-D sequence of floats ({at_least}); got shape "
+                         f"{arr.shape}")
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        raise ValueError(f"{name} must be positive and finite; got {float(arr[bad][0])!r}")
+    unique = np.unique(arr)
+    if not repeats and unique.size != arr.size:
+        raise ValueError(f"{name} must not repeat a value")
+    return unique[::-1].copy()

@@ -311,25 +311,6 @@ def detect_regimes(steps, errors) -> tuple[tuple[str, ...], tuple[Regime, ...]]:
     return tuple(labels), tuple(sorted(regimes, key=lambda r: order[r.name]))
 
 
-def _sweep_steps(steps) -> np.ndarray:
-    """The swept steps, validated, largest first."""
-    if steps is None:
-        return DEFAULT_STEPS.copy()
-    if isinstance(steps, (bool, np.bool_, str)):
-        raise TypeError(f"steps must be a sequence of positive floats; got {steps!r}")
-    try:
-        arr = np.asarray(steps, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"steps must be a sequence of positive floats; got {type(steps).__name__}") from None
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"steps must be a non-empty 1-D sequence of floats; got shape {arr.shape}")
-    bad = ~np.isfinite(arr) | (arr <= 0)
-    if bad.any():
-        raise ValueError(f"steps must be positive and finite; got {float(arr[bad][0])!r}")
-    return np.unique(arr)[::-1].copy()
-
-
 def step_sweep(
     f: Callable,
     grad,
@@ -400,7 +381,7 @@ def step_sweep(
     stencil = get_stencil(method)
     rng = _validate.seed(seed)
     _validate.sample(sample, 2)
-    sweep = _sweep_steps(steps)
+    sweep = DEFAULT_STEPS.copy() if steps is None else _validate.descending(steps, "steps")
     session = Session(f, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend, seed=seed)
     layout = session.layout
     sample_k = _validate.sample(sample, layout.size)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import _validate
 from .._params import Layout
 from ._base import Evaluator, annotate
 
@@ -51,16 +52,6 @@ def _batch_losses(result, k: int) -> np.ndarray:
         raise ValueError(f"a batched loss must return one loss per stacked parameter set: "
                          f"expected shape ({k},), got {values.shape}{hint}")
     return values
-
-
-def _check_positive_int(name: str, value, allow_none: bool) -> None:
-    if value is None and allow_none:
-        return
-    allowed = "None or a positive int" if allow_none else "a positive int"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be {allowed}; got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
 
 def _note_read_only(error: ValueError) -> None:
@@ -123,8 +114,8 @@ class BatchedEvaluator(Evaluator):
     """
 
     def __init__(self, max_stack: int | None = None, max_bytes: int = 64 * 2**20):
-        _check_positive_int("max_stack", max_stack, allow_none=True)
-        _check_positive_int("max_bytes", max_bytes, allow_none=False)
+        _validate.positive_int(max_stack, "max_stack", allow_none=True)
+        _validate.positive_int(max_bytes, "max_bytes")
         self.max_stack = None if max_stack is None else int(max_stack)
         self.max_bytes = int(max_bytes)
         self._stack: _Stack | None = None
