@@ -13,18 +13,31 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from . import _noise, _validate
-from ._params import Layout, checked_leaves, dot, first_difference, flatten
+from ._params import Layout, checked_leaves, dot, first_difference, flatten_leaves
 from ._steps import exact_line, scale
 from .errors import LossNotFiniteError
 from .executors import Evaluator, select_evaluator
 from .executors._base import add_note, annotate, loss_scalar, modified_input_error
 
 _CHUNK = 2**16  # entries per chunk of O(P) work that would otherwise allocate O(P)
+
+
+def _check_bindable(params, evaluator) -> None:
+    from .executors import SerialEvaluator
+
+    if not isinstance(params, (dict, list)):
+        raise TypeError(f"bind=True puts fastfd's private copies into params for the call, so "
+                        f"params must be a dict or a list (a model's params); got "
+                        f"{type(params).__name__}")
+    if type(evaluator) is not SerialEvaluator:
+        raise ValueError("bind=True evaluates the loss in this process, one perturbation at a "
+                         "time (the container holds one set of arrays): drop n_jobs, backend, "
+                         "batched and evaluator")
 
 
 class Session:
@@ -42,6 +55,13 @@ class Session:
         Show one tqdm bar for every evaluation the call makes.
     seed : int
         Seed of the noise line's direction (its own stream).
+    bind : bool
+        Put views of the private copy into ``params`` (a dict or list) while the session is
+        entered, for losses that read a model's own container; the caller's arrays are put
+        back on exit, never written.
+
+    Use it as a context manager: entering evaluates ``f(x)`` (and binds, and starts the bar),
+    leaving restores the container and closes the bar, also when the loss raises.
 
     Attributes
     ----------
@@ -63,18 +83,43 @@ class Session:
 
     def __init__(self, f: Callable, params, *, evaluator: Evaluator | str | None = None,
                  n_jobs: int = 1, backend: str | None = None, batched: bool = False,
-                 progress: bool = False, seed: int = 0):
+                 progress: bool = False, seed: int = 0, bind: bool = False):
         _validate.loss_callable(f)
         self.params = params
         self.layout: Layout
-        self.layout, self.x = flatten(params, getattr(f, "param_name", "x"))
+        self.layout, self.x, self._originals = flatten_leaves(
+            params, getattr(f, "param_name", "x"))
         self.evaluator: Evaluator = select_evaluator(
             f, self.layout, evaluator=evaluator, n_jobs=n_jobs, backend=backend, batched=batched)
+        self._bind = _validate.flag(bind, "bind")
+        if self._bind:
+            _check_bindable(params, self.evaluator)
         self.seed = int(seed)
         self.n_evals = 0
         self._show_progress = bool(progress)
         self._bar = None
         self._noise: _noise.NoiseEstimate | None = None
+        self._bound: list | None = None
+        self.eps = float(np.finfo(self.layout.dtype).eps)
+
+    def __enter__(self) -> Session:
+        """Bind the private copy (``bind=True``), start the progress bar, evaluate ``f(x)``."""
+        self._stack = contextlib.ExitStack()
+        try:
+            if self._bind:
+                self._stack.callback(self._unbind)
+                self._bind_views()
+            self._stack.enter_context(self._progress_bar())
+            self._evaluate_base()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _evaluate_base(self) -> None:
         began = time.perf_counter()
         raw = self.guarded(lambda: self.evaluator.value(self.x), "params")
         self.base_seconds = time.perf_counter() - began
@@ -83,12 +128,27 @@ class Session:
         self.ensure_unmodified()  # before anything else compares values at x
         if not np.isfinite(self.f0):
             raise LossNotFiniteError(f"the loss is not finite at params (got {self.f0!r})")
-        self.eps = float(np.finfo(self.layout.dtype).eps)
         eps = self.eps
         raw_dtype = np.asarray(raw).dtype
         if raw_dtype.kind == "f":
             eps = max(eps, float(np.finfo(raw_dtype).eps))
         self.result_eps = eps
+
+    def _bind_views(self) -> None:
+        """Put views of the private copy into the caller's container (``bind=True``), so a loss
+        that reads the container instead of its argument sees the perturbations."""
+        views = self.layout.views(self.x)
+        keys = list(self.params.keys()) if isinstance(self.params, Mapping) else range(
+            len(self.params))
+        self._bound = [(k, self.params[k]) for k in keys]
+        for k in keys:
+            self.params[k] = views[k]
+
+    def _unbind(self) -> None:
+        """Put the caller's own arrays back (they were never written)."""
+        for k, original in self._bound or ():
+            self.params[k] = original
+        self._bound = None
 
     # ------------------------------------------------------------------ evaluation helpers
 
@@ -102,7 +162,7 @@ class Session:
             raise
 
     @contextlib.contextmanager
-    def progress_bar(self):
+    def _progress_bar(self):
         """One bar for every evaluation made inside the block (none unless ``progress``)."""
         if not self._show_progress:
             yield
@@ -235,8 +295,8 @@ class Session:
                 "the loss does not change when the parameters change (not even when every "
                 "entry moves by 10%): it does not depend on the argument it is given. A loss "
                 "such as `lambda _: model.loss(X, y)` reads the model's own arrays, not "
-                "fastfd's private copy: write `lambda p: model.loss(p, X, y)`, or check it "
-                "with fastfd.bind(model.params, ...) (see the README)")
+                "fastfd's private copy: write `lambda p: model.loss(p, X, y)`, or pass "
+                "bind=True with params=model.params (see the README)")
         return estimate
 
     # ------------------------------------------------------------------ the analytic side
@@ -255,14 +315,13 @@ class Session:
         # products never copy whole arrays
         leaves = [np.array(leaf) if np.shares_memory(leaf, x) else np.ascontiguousarray(leaf)
                   for leaf in leaves]
-        if called and first_difference(layout, x, self.params) is not None:
-            for leaf, (_, s) in zip(checked_leaves(layout, self.params, "params"),
-                                    layout.slices()):
+        if called and first_difference(layout, x, self._originals) is not None:
+            for leaf, (_, s) in zip(self._originals, layout.slices()):
                 x[s] = leaf.reshape(-1)  # grad wrote into its argument: undo it
         return leaves
 
     def ensure_unmodified(self) -> None:
         """Raise if the loss changed its argument in place (the numbers would be meaningless)."""
-        i = first_difference(self.layout, self.x, self.params)
+        i = first_difference(self.layout, self.x, self._originals)
         if i is not None:
             raise modified_input_error(self.layout.name(i))

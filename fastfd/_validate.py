@@ -15,6 +15,13 @@ def loss_callable(f, what: str = "f") -> None:
             f"{what} must be a callable loss f(params) -> float; got {type(f).__name__}")
 
 
+def flag(value, name: str) -> bool:
+    """A bool option (``bind=``, ``batched=``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def tolerance(value, name: str) -> float | None:
     """``rtol``/``atol``: None (the default) or a non-negative finite float."""
     if value is None:

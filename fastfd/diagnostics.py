@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import _validate
+from ._calls import loss_and_grad
 from ._differences import nominal_steps, stencil_pass
 from ._judge import relative_error
 from ._params import gather
@@ -46,6 +47,10 @@ _SATURATED_ERROR = 0.25
 _PLATEAU_FACTOR = 3.0
 # Rounding error is random: a monotone run may dip below its running maximum by this factor.
 _WIGGLE = 2.0
+# A wrong gradient: the curve's flat bottom spans at least this many decades of steps, at an
+# error this many times above what a correct gradient reaches.
+_FLAT_DECADES = 3.0
+_WRONG_FACTOR = 100.0
 
 
 
@@ -109,6 +114,10 @@ class StepSweep:
         Parameters, entries compared at every step, loss evaluations made.
     sampled : bool
         Whether a subset of the entries was checked.
+    diagnosis : str or None
+        ``"the gradient is wrong, not the step: ..."`` when the error stays flat over
+        decades of steps far above what the finite differences achieve for a correct
+        gradient of a loss this precise (the measured noise says how far); None otherwise.
     """
 
     steps: tuple[float, ...]
@@ -125,6 +134,7 @@ class StepSweep:
     n_checked: int
     n_evals: int
     sampled: bool
+    diagnosis: str | None = None
 
     def regime(self, name: str) -> Regime | None:
         """The regime called ``name``, or None when the curve does not show it."""
@@ -177,6 +187,8 @@ class StepSweep:
                 f"  {name}: steps {found.step_max:.1e} .. {found.step_min:.1e}, slope {slope} "
                 f"({expected[name]})"
             )
+        if self.diagnosis:
+            lines.append(f"  {self.diagnosis}")
         return "\n".join(lines)
 
     def plot(self, ax=None):
@@ -224,6 +236,9 @@ class StepSweep:
         ax.set_xlabel("step h")
         ax.set_ylabel("relative error")
         ax.set_title(f"fastfd step sweep ({self.method}, {self.dtype})")
+        if self.diagnosis:
+            ax.text(0.02, 0.02, "the gradient is wrong, not the step", transform=ax.transAxes,
+                    color="red", fontsize="small", va="bottom")
         ax.legend(fontsize="small")
         return ax
 
@@ -316,6 +331,8 @@ def step_sweep(
     grad,
     params,
     *,
+    args: tuple = (),
+    kwargs: dict | None = None,
     steps=None,
     sample="auto",
     method: str = "central",
@@ -334,12 +351,9 @@ def step_sweep(
 
     Parameters
     ----------
-    f : callable
-        ``f(params) -> float``; receives views of a private copy of ``params``.
-    grad : callable or structure like params
-        ``grad(params)`` returning the analytic gradient, or the gradient itself.
-    params : ndarray or dict/list/tuple of ndarrays
-        Float32 or float64 parameters.
+    f, grad, params, args, kwargs
+        As in :func:`fastfd.check_gradient` (``grad=True`` for ``f`` returning
+        ``(loss, grad)``).
     steps : sequence of float, optional
         Absolute steps (the same ``h`` for every entry, *not* scaled by ``max(1, |x|)`` as
         the default steps of :func:`fastfd.check_gradient` are), swept from the largest to
@@ -382,32 +396,36 @@ def step_sweep(
     rng = _validate.seed(seed)
     _validate.sample(sample, 2)
     sweep = DEFAULT_STEPS.copy() if steps is None else _validate.descending(steps, "steps")
-    session = Session(f, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend, seed=seed)
-    layout = session.layout
-    sample_k = _validate.sample(sample, layout.size)
-    if sample_k == "auto":
-        sample_k = None if layout.size <= SWEEP_AUTO_SAMPLE else SWEEP_AUTO_SAMPLE
-    analytic_leaves = session.analytic(grad)
-    del grad
-    if sample_k is None:
-        coords = np.arange(layout.size)
-    else:
-        coords = stratified_sample(layout, sample_k, rng)
-    analytic = gather(layout, analytic_leaves, coords)
-    a_norm = float(np.linalg.norm(analytic))
+    loss, grad = loss_and_grad(f, grad, args, kwargs)
+    with Session(loss, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend,
+                 seed=seed) as session:
+        layout = session.layout
+        sample_k = _validate.sample(sample, layout.size)
+        if sample_k == "auto":
+            sample_k = None if layout.size <= SWEEP_AUTO_SAMPLE else SWEEP_AUTO_SAMPLE
+        analytic_leaves = session.analytic(grad)
+        del grad
+        if sample_k is None:
+            coords = np.arange(layout.size)
+        else:
+            coords = stratified_sample(layout, sample_k, rng)
+        analytic = gather(layout, analytic_leaves, coords)
+        a_norm = float(np.linalg.norm(analytic))
+        rel_noise = session.coordinate_noise.rel_noise
 
-    norm_errors, max_errors = [], []
-    for h in sweep:
-        nominal = nominal_steps(session, float(h), coords, stencil)
-        if np.any(actual_steps(session.x[coords], nominal) <= 0):
-            norm_errors.append(math.nan)
-            max_errors.append(math.nan)
-            continue
-        numeric = stencil_pass(session, coords, nominal, stencil, "sweep")[0]
-        denom = a_norm + float(np.linalg.norm(numeric))
-        norm_errors.append(float(np.linalg.norm(analytic - numeric) / denom) if denom > 0 else 0.0)
-        max_errors.append(float(relative_error(analytic, numeric).max()))
-    session.ensure_unmodified()
+        norm_errors, max_errors = [], []
+        for h in sweep:
+            nominal = nominal_steps(session, float(h), coords, stencil)
+            if np.any(actual_steps(session.x[coords], nominal) <= 0):
+                norm_errors.append(math.nan)
+                max_errors.append(math.nan)
+                continue
+            numeric = stencil_pass(session, coords, nominal, stencil, "sweep")[0]
+            denom = a_norm + float(np.linalg.norm(numeric))
+            norm_errors.append(float(np.linalg.norm(analytic - numeric) / denom)
+                               if denom > 0 else 0.0)
+            max_errors.append(float(relative_error(analytic, numeric).max()))
+        session.ensure_unmodified()
 
     labels, regimes = detect_regimes(sweep, norm_errors)
     errors = np.asarray(norm_errors)
@@ -428,7 +446,25 @@ def step_sweep(
         n_checked=len(coords),
         n_evals=session.n_evals,
         sampled=sample_k is not None,
+        diagnosis=_diagnose(regimes, best_error=None if best is None else float(errors[best]),
+                            stencil=stencil, rel_noise=rel_noise),
     )
+
+
+def _diagnose(regimes, best_error, stencil, rel_noise: float) -> str | None:
+    """The wrong-gradient diagnosis: a flat bottom over >= 3 decades of steps, far above the
+    error a correct gradient reaches at the best step, ``~rel_noise**(order/(order+1))``."""
+    plateau = next((r for r in regimes if r.name == PLATEAU), None)
+    if plateau is None or best_error is None:
+        return None
+    decades = math.log10(plateau.step_max / plateau.step_min)
+    achievable = rel_noise ** (stencil.order / (stencil.order + 1))
+    if decades < _FLAT_DECADES or best_error < _WRONG_FACTOR * achievable:
+        return None
+    return (f"the gradient is wrong, not the step: the error stays near {best_error:.1e} over "
+            f"{decades:.0f} decades of steps ({plateau.step_max:.0e} .. {plateau.step_min:.0e}), "
+            f"while a correct gradient of a loss this precise (noise ~{rel_noise:.0e} relative) "
+            f"reaches about {achievable:.0e} at the best step")
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,8 +472,8 @@ def step_sweep(
 # --------------------------------------------------------------------------------------------
 
 
-def taylor_test(f: Callable, grad, params, *, direction=None, seed: int = 0,
-                eps=None) -> TaylorTest:
+def taylor_test(f: Callable, grad, params, *, args: tuple = (), kwargs: dict | None = None,
+                direction=None, seed: int = 0, eps=None) -> TaylorTest:
     """Check a gradient by the Taylor remainder along one direction, with no step to choose.
 
     ``r(e) = |f(x + e v) - f(x) - e g.v|`` is ``O(e**2)`` when ``g`` is the gradient and
@@ -456,12 +492,8 @@ def taylor_test(f: Callable, grad, params, *, direction=None, seed: int = 0,
 
     Parameters
     ----------
-    f : callable
-        ``f(params) -> float``; receives views of a private copy of ``params``.
-    grad : callable or structure like params
-        ``grad(params)`` returning the analytic gradient, or the gradient itself.
-    params : ndarray or dict/list/tuple of ndarrays
-        Float32 or float64 parameters.
+    f, grad, params, args, kwargs
+        As in :func:`fastfd.check_gradient`.
     direction : structure like params, optional
         The direction ``v`` (not normalized). Default: a random unit vector drawn with
         ``seed``. One direction tests one projection ``g.v`` of the gradient; a random one
@@ -492,17 +524,18 @@ def taylor_test(f: Callable, grad, params, *, direction=None, seed: int = 0,
     'fail'
     """
     rng = _validate.seed(seed)
-    session = Session(f, params, seed=seed)
-    analytic_leaves = session.analytic(grad)
-    del grad
-    if direction is None:
-        v = next(random_directions(session.layout, 1, rng))
-        where = f"random unit direction (seed {seed})"
-    else:
-        v = session.layout.flatten_like(direction, "direction")
-        if not np.any(v):
-            raise ValueError("direction is zero; pass a non-zero direction")
-        where = "given direction"
-    result = run_taylor(session, analytic_leaves, v, taylor_eps(eps, session, v), where)
-    session.ensure_unmodified()
+    loss, grad = loss_and_grad(f, grad, args, kwargs)
+    with Session(loss, params, seed=seed) as session:
+        analytic_leaves = session.analytic(grad)
+        del grad
+        if direction is None:
+            v = next(random_directions(session.layout, 1, rng))
+            where = f"random unit direction (seed {seed})"
+        else:
+            v = session.layout.flatten_like(direction, "direction")
+            if not np.any(v):
+                raise ValueError("direction is zero; pass a non-zero direction")
+            where = "given direction"
+        result = run_taylor(session, analytic_leaves, v, taylor_eps(eps, session, v), where)
+        session.ensure_unmodified()
     return result

@@ -14,12 +14,14 @@ followed to the smallest step).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 
 from . import _judge as judge
 from . import _validate
+from ._calls import loss_and_grad, loss_only
 from ._combine import NOISE_SIGMAS, Ladder, Level
 from ._differences import (
     coord_level,
@@ -42,10 +44,13 @@ from ._steps import (
     top_level,
 )
 from ._taylor import run_taylor, taylor_eps
+from .errors import LongRunWarning
 from .executors import Evaluator
 from .report import GradientCheck, Judged, build_check, explain
 
 AUTO_BUDGET_S = 10.0
+LONG_RUN_S = 300.0  # a numerical_gradient estimated longer than this warns before starting
+_GRADIENT_CHUNK = 2**16  # entries per stencil pass of numerical_gradient (bounded memory)
 _PROBE_COORDS = 16
 _SAMPLED_DIRECTIONS = 3  # directions=None on a sampled check: catch what the sample missed
 _DIRECTION_RETRIES = 2  # fresh directions drawn in place of ones that run through a kink
@@ -56,7 +61,12 @@ _MAX_JOINT_KINKS = 16  # kink entries tested pairwise for interactions (pairs: 1
 # changes by more than noise and this fraction of those changes.
 _INTERACTION = 0.01
 
-# Parameters shared by numerical_gradient and check_gradient, written once.
+# Parameters shared by the public functions, written once.
+CALL_DOC = """\
+    args, kwargs : tuple, dict, optional
+        Extra arguments: ``f(params, *args, **kwargs)`` as scipy.optimize calls it (a callable
+        ``grad`` receives them too), e.g. ``args=(X, y, reg)``.
+"""
 _EXECUTION_DOC = """\
     n_jobs : int
         Workers for the perturbed evaluations (joblib convention: ``-1`` = all cores). Results
@@ -83,6 +93,11 @@ _EXECUTION_DOC = """\
         and returns K losses; perturbations are sent in stacks (a reused buffer, sized to
         bound memory), which removes the per-call Python overhead that dominates losses of
         a few microseconds.
+    bind : bool
+        For a loss that reads a model's own container instead of its argument (the cs231n
+        idiom ``lambda _: model.loss(X, y)[0]`` with ``params=model.params``): fastfd puts its
+        private copies into ``params`` (a dict or list) for the duration of the call and puts
+        your arrays back after (they are never written). Serial evaluation only.
 """
 
 
@@ -104,6 +119,8 @@ def numerical_gradient(
     f: Callable,
     params,
     *,
+    args: tuple = (),
+    kwargs: dict | None = None,
     method: str = "central",
     step=None,
     n_jobs: int = 1,
@@ -111,16 +128,19 @@ def numerical_gradient(
     progress: bool = False,
     evaluator: Evaluator | str | None = None,
     batched: bool = False,
+    bind: bool = False,
 ):
     """Finite-difference gradient of a scalar loss, with the structure of ``params``.
 
     Parameters
     ----------
     f : callable
-        ``f(params) -> float``. It receives views of a private copy shaped like ``params``;
-        the caller's arrays are never modified.
-    params : ndarray or dict/list/tuple of ndarrays
-        float32 or float64 parameters (one dtype for all arrays).
+        ``f(params, *args, **kwargs) -> float``. It receives numpy views of a private copy
+        shaped like ``params``; the caller's arrays are never modified.
+    params : array, array-like, float, or dict/list/tuple/NamedTuple of them (nested)
+        float32 or float64 parameters (one dtype for all arrays); array-likes (lists of
+        floats, JAX arrays, CPU torch tensors, xarray) are converted once.
+    %(call)s
     method : {"central", "forward", "backward", "central4"}
         Stencil; ``central`` is second order, ``central4`` fourth order.
     step : float, array or structure like params, optional
@@ -134,8 +154,15 @@ def numerical_gradient(
 
     Returns
     -------
-    ndarray or dict/list/tuple of ndarrays
-        Same structure, shapes and dtype as ``params``.
+    ndarray or structure of ndarrays
+        Same structure, shapes and dtype as ``params`` (numpy arrays).
+
+    Warns
+    -----
+    fastfd.errors.LongRunWarning
+        Before starting, when the estimated time exceeds a few minutes (the estimate, from the
+        first evaluation, and the memory needed are in the message). The gradient is computed
+        in chunks: memory beyond the params and the result stays O(chunk).
 
     Examples
     --------
@@ -144,31 +171,60 @@ def numerical_gradient(
     ...                               {"w": np.array([1.0, -2.0]), "b": np.zeros(1)})
     >>> np.round(g["w"], 6), np.round(g["b"], 6)
     (array([ 2., -4.]), array([1.]))
+    >>> np.round(fastfd.numerical_gradient(lambda w, c: c * w @ w, [1.0, 2.0], args=(3.0,)), 6)
+    array([ 6., 12.])
     """
     stencil = get_stencil(method)
-    session = Session(f, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend,
-                      batched=batched, progress=progress)
-    with session.progress_bar():
-        coords = np.arange(session.layout.size)
-        nominal = nominal_steps(session, step, coords, stencil)
-        estimates = stencil_pass(session, coords, nominal, stencil)[0]
+    loss = loss_only(f, args, kwargs)
+    with Session(loss, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend,
+                 batched=batched, progress=progress, bind=bind) as session:
+        size = session.layout.size
+        _warn_if_long(session, size * len(stencil.perturbed), "numerical_gradient")
+        estimates = np.empty(size)
+        for lo in range(0, size, _GRADIENT_CHUNK):
+            coords = np.arange(lo, min(size, lo + _GRADIENT_CHUNK))
+            nominal = nominal_steps(session, step, coords, stencil)
+            estimates[lo:lo + len(coords)] = stencil_pass(session, coords, nominal, stencil)[0]
         session.ensure_unmodified()
     return session.layout.unflatten(estimates)
 
 
+def _warn_if_long(session: Session, n_evals: int, what: str) -> None:
+    """A LongRunWarning before a job the first evaluation says will take minutes or more."""
+    estimate = session.base_seconds * n_evals
+    if session.evaluator.exact_deltas or estimate <= LONG_RUN_S:
+        return
+    memory = 3 * session.layout.size * 8 / 2**30
+    warnings.warn(
+        f"{what} of {session.layout.size:,} entries needs {n_evals:,} loss evaluations: about "
+        f"{_duration(estimate)} at {session.base_seconds * 1e3:.3g} ms each (the first one), and "
+        f"about {memory:.2g} GiB besides your own arrays; consider check_gradient(sample=...), "
+        "n_jobs=-1, or a model with an exact evaluator", LongRunWarning, stacklevel=3)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
 def directional_derivative(
-    f: Callable, params, direction, *, method: str = "central", step: float | None = None
+    f: Callable, params, direction, *, args: tuple = (), kwargs: dict | None = None,
+    method: str = "central", step: float | None = None
 ) -> float:
     """Finite-difference derivative of ``f`` along ``direction``: ``grad(f) . direction``.
 
     Parameters
     ----------
     f : callable
-        ``f(params) -> float``.
-    params : ndarray or dict/list/tuple of ndarrays
+        ``f(params, *args, **kwargs) -> float``.
+    params : array, array-like or structure of them
         Point of evaluation (float32 or float64).
     direction : same structure as params
         The direction (not normalized).
+    %(call)s
     method : {"central", "forward", "backward", "central4"}
     step : float, optional
         Multiple of ``direction`` to step. Default: the coordinate rule (with the loss's
@@ -187,20 +243,20 @@ def directional_derivative(
     6.0
     """
     stencil = get_stencil(method)
-    session = Session(f, params)
-    v = session.layout.flatten_like(direction, "direction")
-    if not v.any():
-        raise ValueError("direction is zero; pass a non-zero direction")
-    s = _direction_step(session, v, step, stencil)
-    scales = np.array(stencil.perturbed) * s
-    for scale in scales:
-        if not session.displacement(v, scale).any():
-            raise ValueError(
-                f"step {abs(scale):.3g} along the direction is lost to rounding: params + "
-                f"step * direction == params in {session.layout.dtype}; use a larger step "
-                "(or the default)")
-    deltas = session.direction_deltas(v, scales, "direction")
-    session.ensure_unmodified()
+    with Session(loss_only(f, args, kwargs), params) as session:
+        v = session.layout.flatten_like(direction, "direction")
+        if not v.any():
+            raise ValueError("direction is zero; pass a non-zero direction")
+        s = _direction_step(session, v, step, stencil)
+        scales = np.array(stencil.perturbed) * s
+        for scale in scales:
+            if not session.displacement(v, scale).any():
+                raise ValueError(
+                    f"step {abs(scale):.3g} along the direction is lost to rounding: params + "
+                    f"step * direction == params in {session.layout.dtype}; use a larger step "
+                    "(or the default)")
+        deltas = session.direction_deltas(v, scales, "direction")
+        session.ensure_unmodified()
     weights = derivative_weights(stencil.offsets)
     perturbed = [w for w, o in zip(weights, stencil.offsets) if o != 0]
     return float(np.dot(perturbed, deltas) / s)
@@ -222,6 +278,8 @@ def check_gradient(
     grad,
     params,
     *,
+    args: tuple = (),
+    kwargs: dict | None = None,
     sample="auto",
     directions: int | None = None,
     method: str = "central",
@@ -234,6 +292,7 @@ def check_gradient(
     progress: bool = False,
     evaluator: Evaluator | str | None = None,
     batched: bool = False,
+    bind: bool = False,
 ) -> GradientCheck:
     """Compare an analytic gradient with finite differences and give a verdict you can trust.
 
@@ -255,11 +314,18 @@ def check_gradient(
     Parameters
     ----------
     f : callable
-        ``f(params) -> float``; receives views of a private copy of ``params``.
-    grad : callable or structure like params
-        ``grad(params)`` returning the analytic gradient, or the gradient itself.
-    params : ndarray or dict/list/tuple of ndarrays
-        float32 or float64 parameters.
+        ``f(params, *args, **kwargs) -> float``; receives numpy views of a private copy of
+        ``params``. With ``grad=True``, ``f`` returns ``(loss, grad)`` (scipy's ``jac=True``,
+        cs231n's ``svm_loss_vectorized``).
+    grad : callable, structure like params, or True
+        ``grad(params, *args, **kwargs)`` returning the analytic gradient, the gradient itself,
+        or True when ``f`` returns ``(loss, grad)``: the gradient part is taken once, at
+        ``params``, and the loss part for every perturbation.
+    params : array, array-like, float, or dict/list/tuple/NamedTuple of them (nested)
+        float32 or float64 parameters; array-likes (lists of floats, JAX arrays, CPU torch
+        tensors, xarray) are converted once and the loss receives numpy arrays. Entries are
+        named by their path (``W1[12, 3]``, ``layers[0]["W"][1, 2]``).
+    %(call)s
     sample : "auto", "all", None, int or float
         ``"auto"`` checks every entry when the estimated cost (timed on the first
         evaluations) fits about 10 s, otherwise a stratified sample that does; an int ``k``
@@ -298,6 +364,13 @@ def check_gradient(
     'pass'
     >>> fastfd.check_gradient(loss, lambda x: A.T @ x + 1e-3, np.array([1.0, -1.0])).verdict
     'fail'
+
+    A function returning ``(loss, grad)`` with extra arguments, as scipy.optimize takes it:
+
+    >>> def fun(x, A):
+    ...     return 0.5 * x @ A @ x, A @ x
+    >>> fastfd.check_gradient(fun, True, [1.0, -1.0], args=(A,)).verdict
+    'pass'
     """
     start = time.perf_counter()
     # validate the cheap arguments before the first loss evaluation
@@ -307,10 +380,10 @@ def check_gradient(
     rng = _validate.seed(seed)
     _validate.sample(sample, 2)
     stencil = get_stencil(method)
-    session = Session(f, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend,
-                      batched=batched, progress=progress, seed=seed)
-    layout = session.layout
-    with session.progress_bar():
+    loss, grad = loss_and_grad(f, grad, args, kwargs)
+    with Session(loss, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend,
+                 batched=batched, progress=progress, seed=seed, bind=bind) as session:
+        layout = session.layout
         leaves = session.analytic(grad)
         del grad
         noise = session.coordinate_noise

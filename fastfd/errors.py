@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "FastFDError",
+    "InternalError",
+    "LongRunWarning",
     "LossModifiedInputError",
     "LossNotFiniteError",
     "NonDeterministicLossError",
@@ -35,3 +37,11 @@ class LossNotFiniteError(FastFDError, ValueError):
 
 class WorkerDiedError(FastFDError, RuntimeError):
     """A worker process evaluating the loss died (crash, ``os._exit``, out of memory)."""
+
+
+class InternalError(FastFDError, RuntimeError):
+    """A fastfd invariant failed: a bug in fastfd, never a problem of the caller's."""
+
+
+class LongRunWarning(UserWarning):
+    """A call estimated (from its first evaluation) to run for minutes or more."""

@@ -17,7 +17,8 @@ def assert_gradient_close(f: Callable, grad, params, **check_kwargs) -> Gradient
     Parameters
     ----------
     f, grad, params
-        As in :func:`fastfd.check_gradient`.
+        As in :func:`fastfd.check_gradient` (``grad=True`` for ``f`` returning
+        ``(loss, grad)``).
     **check_kwargs
         Any keyword of :func:`fastfd.check_gradient` (``sample``, ``rtol``, ``seed`` ...).
 
@@ -32,6 +33,7 @@ def assert_gradient_close(f: Callable, grad, params, **check_kwargs) -> Gradient
     >>> from fastfd.testing import assert_gradient_close
     >>> _ = assert_gradient_close(lambda x: np.sum(np.sin(x)), np.cos, np.linspace(0, 1, 5))
     """
+    __tracebackhide__ = True  # pytest shows the report, not this frame
     result = check_gradient(f, grad, params, **check_kwargs)
     if not result.passed:
         raise AssertionError(f"gradient check did not pass\n{result}")

@@ -420,20 +420,21 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_taylor_on_a_prepared_session():
     f, g, params = dict_problem()
-    session = Session(f, params)
-    v = next(random_directions(session.layout, 1, np.random.default_rng(0)))
+    with Session(f, params) as session:
+        v = next(random_directions(session.layout, 1, np.random.default_rng(0)))
 
-    def taylor(grad):
-        return run_taylor(session, session.analytic(grad), v, taylor_eps(None, session, v), "v")
+        def taylor(grad):
+            return run_taylor(session, session.analytic(grad), v, taylor_eps(None, session, v),
+                              "v")
 
-    ok = taylor(g)
-    before = session.n_evals
-    again = taylor(g)
-    assert ok.verdict == "pass" and again.remainders == ok.remainders
-    assert session.n_evals - before == 2 * TAYLOR_POINTS  # the noise was measured once
-    wrong = taylor(lambda p: {k: 2 * v for k, v in g(p).items()})
-    assert wrong.verdict == "fail"
-    session.ensure_unmodified()
+        ok = taylor(g)
+        before = session.n_evals
+        again = taylor(g)
+        assert ok.verdict == "pass" and again.remainders == ok.remainders
+        assert session.n_evals - before == 2 * TAYLOR_POINTS  # the noise was measured once
+        wrong = taylor(lambda p: {k: 2 * v for k, v in g(p).items()})
+        assert wrong.verdict == "fail"
+        session.ensure_unmodified()
 
 
 def test_results_are_immutable(central_sweep):

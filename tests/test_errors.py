@@ -6,6 +6,7 @@ library follows for ``rtol``, ``atol``, ``step`` and ``sample``.
 """
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -57,6 +58,10 @@ ENTRY_POINTS = [
     call_check_gradient,
     call_assert_gradient_close,
 ]
+with warnings.catch_warnings():  # numpy discourages np.matrix: that is the point here
+    warnings.simplefilter("ignore", PendingDeprecationWarning)
+    MATRIX = np.matrix([[1.0, 2.0]])
+
 entry_points = pytest.mark.parametrize(
     "call", ENTRY_POINTS, ids=lambda c: c.__name__.removeprefix("call_")
 )
@@ -81,12 +86,16 @@ gradient_calls = pytest.mark.parametrize(
         (np.arange(3), r"params has dtype int"),
         ([np.zeros(2), np.ones(2, dtype=np.int32)], r"params\[1\] has dtype int32"),
         ((np.ones(2, dtype=np.complex64),), r"params\[0\] has dtype complex64"),
-        ({"W": [1.0, 2.0]}, r"params\['W'\] must be a float numpy array; got list"),
-        ({"layer": {"W": np.zeros(2)}}, r"params\['layer'\] must be .*got dict"),
-        (1.5, r"params must be a float numpy array"),
+        ({"W": [1, 2]}, r"params\['W'\] has dtype int"),
+        ({"layer": {"W": np.zeros(2, dtype=np.int8)}}, r"params\['layer'\]\['W'\] has dtype int8"),
+        (3, r"params has dtype int"),
+        ({"W": "abc"}, r"params\['W'\] must be a float array .*got str"),
+        (MATRIX, r"params is a matrix, which fastfd does not convert"),
+        ({"W": np.ma.masked_array([1.0, 2.0], mask=[0, 1])},
+         r"params\['W'\] is a MaskedArray, .*np.ma.getdata"),
     ],
     ids=["int", "bool", "complex", "object", "int-array", "int-in-list", "complex-in-tuple",
-         "python-list", "nested-dict", "python-float"],
+         "int-list", "nested-int", "python-int", "string", "matrix", "masked"],
 )
 def test_non_float_params_raise_type_error(call, params, message):
     with pytest.raises(TypeError, match=message):
@@ -220,7 +229,7 @@ def test_complex_gradient_raises_type_error(check):
 @pytest.mark.parametrize(
     "grad, message",
     [
-        (None, r"gradient must be a float numpy array"),
+        (None, r"gradient must have the structure of params \(dict\); got NoneType"),
         ([np.zeros((2, 3)), np.zeros(3)], r"gradient must have the structure of params \(dict\)"),
     ],
     ids=["None", "list-for-dict"],
@@ -496,7 +505,7 @@ def test_bad_evaluator(call, evaluator, error, message):
         (np.array([1.0, np.nan]), ValueError, r"direction is not finite at x\[1\]"),
         (np.array([1.0, 1.0j]), TypeError, r"direction must hold real numbers"),
         ([np.ones(2)], TypeError, r"direction must have the structure of params \(array\)"),
-        (None, TypeError, r"direction must be a float numpy array"),
+        (None, TypeError, r"direction must be a float array .*got NoneType"),
     ],
     ids=["length", "shape", "nan", "complex", "list", "None"],
 )

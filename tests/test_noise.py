@@ -14,6 +14,11 @@ C = np.random.default_rng(0).standard_normal(30) * 0.1
 X = np.random.default_rng(1).standard_normal(30)
 
 
+def _noise_of(loss, params):
+    with Session(loss, params) as session:
+        return session.noise
+
+
 def seeded_noise(v, rel):
     """``1 + v . c`` with Gaussian noise of ``rel`` relative, the same at the same point."""
     base = 1.0 + float(v @ C)
@@ -36,8 +41,8 @@ def float32_loss(v):  # float64 params, the last operations in float32
     ("gaussian 1e-9", lambda v: seeded_noise(v, 1e-9), None),
 ])
 def test_known_noise_is_recovered_within_a_factor_of_3(name, loss, sigma):
-    session = Session(loss, X)
-    noise = session.noise
+    with Session(loss, X) as session:
+        noise = session.noise
     if sigma is None:
         sigma = float(name.split()[-1]) * abs(session.f0)
     assert noise.source == _noise.MEASURED
@@ -48,8 +53,7 @@ def test_known_noise_is_recovered_within_a_factor_of_3(name, loss, sigma):
 def test_the_cost_does_not_grow_with_the_number_of_parameters():
     for n in (10, 10_000, 200_000):
         c = np.linspace(-1, 1, n)
-        session = Session(lambda v, c=c, n=n: 1.0 + float(v @ c) / n, np.ones(n))
-        assert session.noise.n_evals <= 40
+        assert _noise_of(lambda v, c=c, n=n: 1.0 + float(v @ c) / n, np.ones(n)).n_evals <= 40
 
 
 @pytest.mark.parametrize("loss, words", [
@@ -59,12 +63,12 @@ def test_the_cost_does_not_grow_with_the_number_of_parameters():
     (lambda v: seeded_noise(v, 1e-5), "the loss is noisy"),
 ])
 def test_the_description_says_what_was_measured(loss, words):
-    assert words in Session(loss, X).noise.describe()
+    assert words in _noise_of(loss, X).describe()
 
 
 def test_float32_params_are_described_as_float32():
     x32 = X.astype(np.float32)
-    noise = Session(lambda v: np.float32(1.0) + np.float32(v @ C.astype(np.float32)), x32).noise
+    noise = _noise_of(lambda v: np.float32(1.0) + np.float32(v @ C.astype(np.float32)), x32)
     assert "computed in about float32 precision" in noise.describe()
     assert "although" not in noise.describe()
 
@@ -87,9 +91,9 @@ def test_the_report_states_the_noise():
 def test_noise_not_detected_falls_back_on_rounding_and_says_so():
     # 1e8 + 1e-6 sum(v): the line never sees f change at its spacings (<= 1e-2), a move of
     # 10% does change it, so f depends on v only far below its rounding
-    session = Session(lambda v: 1e8 + 1e-6 * float(np.sum(v)), np.ones(10))
-    assert session.noise.source == _noise.NOT_DETECTED
-    assert "not detected" in session.noise.describe()
+    noise = _noise_of(lambda v: 1e8 + 1e-6 * float(np.sum(v)), np.ones(10))
+    assert noise.source == _noise.NOT_DETECTED
+    assert "not detected" in noise.describe()
 
 
 def test_difference_table_statuses():
@@ -109,10 +113,10 @@ def test_last_bit_jitter_is_noise_not_an_error():
         base = 1.0 + float(v @ C)
         return base + (np.spacing(base) if calls["n"] % 2 else 0.0)
 
-    assert Session(jittery, X).noise.sigma > 0
+    assert _noise_of(jittery, X).sigma > 0
 
 
 def test_a_loss_with_fresh_randomness_is_refused():
     rng = np.random.default_rng(0)
     with pytest.raises(NonDeterministicLossError, match="dropout left on"):
-        _ = Session(lambda v: float(v @ C) + rng.standard_normal(), X).noise
+        _ = _noise_of(lambda v: float(v @ C) + rng.standard_normal(), X)

@@ -26,6 +26,9 @@ def loss_scalar(value) -> float:
         isinstance(value, np.ndarray) and value.dtype.kind not in "fiu"
     ):
         raise TypeError(f"the loss must return a real scalar; got {type(value).__name__} {value!r}")
+    if isinstance(value, tuple) and len(value) == 2:
+        raise TypeError("the loss must return a scalar; got a tuple of 2: for a function "
+                        "returning (loss, grad), pass grad=True (as scipy's jac=True)")
     if np.ndim(value) != 0:
         raise TypeError(
             f"the loss must return a scalar; got {type(value).__name__} of shape {np.shape(value)}"

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _validate
 from .._params import Layout
+from ..errors import InternalError
 from ._base import Evaluator, annotate
 
 DEFAULT_MAX_STACK = 1024
@@ -34,7 +35,7 @@ def _stacked_views(layout: Layout, buffer: np.ndarray) -> list[np.ndarray]:
     for (_, span), shape in zip(layout.slices(), layout.shapes):
         view = buffer[:, span].reshape(rows, *shape)
         if view.base is not buffer:  # a copy would receive no perturbation at all
-            raise RuntimeError(f"internal error: stacked parameter view {shape} is a copy")
+            raise InternalError(f"stacked parameter view {shape} is a copy")
         view.flags.writeable = False
         views.append(view)
     return views
