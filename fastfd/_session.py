@@ -123,6 +123,7 @@ class Session:
         began = time.perf_counter()
         raw = self.guarded(lambda: self.evaluator.value(self.x), "params")
         self.base_seconds = time.perf_counter() - began
+        self.evaluator.seconds_per_eval = self.base_seconds
         self.n_evals += 1
         self.f0 = loss_scalar(raw)
         self.ensure_unmodified()  # before anything else compares values at x

@@ -15,6 +15,7 @@ __all__ = [
     "LossModifiedInputError",
     "LossNotFiniteError",
     "NonDeterministicLossError",
+    "ThreadUnsafeLossError",
     "WorkerDiedError",
 ]
 
@@ -29,6 +30,10 @@ class LossModifiedInputError(FastFDError, RuntimeError):
 
 class NonDeterministicLossError(FastFDError, RuntimeError):
     """The loss returned different values at the same point (dropout on, an unseeded RNG)."""
+
+
+class ThreadUnsafeLossError(FastFDError, RuntimeError):
+    """The loss gives other values in threads than alone (shared scratch buffers)."""
 
 
 class LossNotFiniteError(FastFDError, ValueError):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import time
 
 import numpy as np
 import pytest
@@ -178,3 +179,90 @@ def test_loss_modifying_its_input_is_caught_on_every_backend(backend):
         fastfd.check_gradient(lambda p: _write_when_one_entry_moves(p, base), lambda p: 2 * p,
                               x, evaluator=evaluator_for(backend))
     np.testing.assert_array_equal(x, base)
+
+
+def _refuse_in(p, caller):
+    if os.getpid() == caller:
+        raise AssertionError("the loss ran in the caller's process")
+    return float(p @ p)
+
+
+def test_dask_never_evaluates_in_the_caller_even_with_one_worker_thread():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
+            distributed.Client(cluster):
+        x = np.linspace(-1, 1, 12)
+        report = fastfd.check_gradient(_refuse_in, lambda p, caller: 2 * p, x,
+                                       args=(os.getpid(),), backend="dask")
+    assert report.passed
+
+
+def _die_at_entry_3(p, base):
+    if p[3] != base[3] and np.count_nonzero(p != base) == 1:
+        os._exit(1)
+    return float(p @ p)
+
+
+def test_dask_worker_death_is_a_clear_error_naming_the_entries(dask_client):
+    x = np.ones(20)
+    with pytest.raises(fastfd.errors.WorkerDiedError, match=r"dask worker process died.*x\["):
+        fastfd.numerical_gradient(_die_at_entry_3, x, args=(x.copy(),), backend="dask")
+    np.testing.assert_array_equal(x, np.ones(20))
+    dask_client.wait_for_workers(2, timeout=30)  # the nanny restarts it for later tests
+
+
+_scratch = np.zeros(16)
+
+
+def _thread_unsafe(p):
+    _scratch[:] = p  # a scratch buffer shared by every call
+    time.sleep(1e-4)  # other threads write into it meanwhile
+    return float(_scratch @ _scratch)
+
+
+def test_thread_unsafe_loss_is_named_on_the_threading_backend():
+    with pytest.raises(fastfd.errors.ThreadUnsafeLossError, match=r"not thread-safe: at x\["):
+        fastfd.numerical_gradient(_thread_unsafe, np.linspace(-1, 1, 16), n_jobs=4,
+                                  backend="threading")
+    g = fastfd.numerical_gradient(_thread_unsafe, np.linspace(-1, 1, 16))  # fine alone
+    np.testing.assert_allclose(g, 2 * np.linspace(-1, 1, 16), rtol=1e-7, atol=1e-9)
+
+
+def test_concurrent_threading_checks_leave_blas_threads_as_they_were():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threading
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    x = np.linspace(-1, 1, 200)
+    errors = []
+
+    def one():
+        try:
+            fastfd.numerical_gradient(lambda p: float(p @ p), x, n_jobs=2, backend="threading")
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert blas_threads() == before
+
+
+def _writes_into_closed_over(p, buffer):
+    buffer[: p.size] = p
+    return float(p @ p)
+
+
+def test_loky_read_only_shared_arrays_are_explained():
+    big = np.zeros(200_000)  # large enough for joblib to memmap it
+    with pytest.raises(ValueError, match="shared read-only between the worker processes"):
+        fastfd.numerical_gradient(lambda p: _writes_into_closed_over(p, big), np.ones(8),
+                                  n_jobs=2, backend="loky")

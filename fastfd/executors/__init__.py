@@ -18,12 +18,14 @@ import numpy as np
 from .._params import Layout
 from ._base import Evaluator, SerialEvaluator, check_n_jobs
 from ._batched import BatchedEvaluator
+from ._dask import DaskEvaluator
 from ._joblib import JoblibEvaluator
 from ._numba import NumbaEvaluator
 from ._numba import accepts as numba_accepts
 
 __all__ = [
     "BatchedEvaluator",
+    "DaskEvaluator",
     "Evaluator",
     "JoblibEvaluator",
     "NumbaEvaluator",
@@ -36,6 +38,7 @@ _NAMED = {
     "joblib": JoblibEvaluator,
     "batched": BatchedEvaluator,
     "numba": NumbaEvaluator,
+    "dask": DaskEvaluator,
 }
 
 
@@ -73,8 +76,8 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
         if backend is not None:
             raise ValueError(f"backend={backend!r} applies to the joblib evaluator, not to "
                              f"evaluator={evaluator!r}")
-        if evaluator == "numba":
-            return NumbaEvaluator(n_jobs=n_jobs).bind(f, layout)
+        if evaluator in ("numba", "dask"):
+            return _NAMED[evaluator](n_jobs=n_jobs).bind(f, layout)
         if n_jobs != 1:
             raise ValueError(f"evaluator={evaluator!r} runs in this process; drop n_jobs")
         return _NAMED[evaluator]().bind(f, layout)
@@ -85,6 +88,8 @@ def select_evaluator(f: Callable, layout: Layout, *, evaluator=None, n_jobs: int
         return own().bind(f, layout)
     if backend is None and numba_accepts(f, layout):
         return NumbaEvaluator(n_jobs=n_jobs).bind(f, layout)
+    if backend == "dask":  # n_jobs sizes the chunks; the default 1 means the whole cluster
+        return DaskEvaluator(n_jobs=-1 if n_jobs == 1 else n_jobs).bind(f, layout)
     if parallel:
         return JoblibEvaluator(n_jobs=n_jobs, backend=backend or "loky").bind(f, layout)
     return SerialEvaluator().bind(f, layout)

@@ -113,6 +113,7 @@ def evaluate_coords(
     return out
 
 
+PROGRESS_SECONDS = 1.0  # work between progress updates, at most, where the loss is slow
 _POINT_CHUNK = 2**16  # entries of x + s * direction written (and checked) at a time
 
 
@@ -151,6 +152,9 @@ class Evaluator:
     """
 
     progress: Callable[[int], object] | None = None
+    #: seconds per evaluation (the session sets it after the first): chunks are sized so a
+    #: slow loss still reports progress about every second
+    seconds_per_eval: float | None = None
     f: Callable | None = None
     layout: Layout | None = None
 
@@ -234,6 +238,15 @@ class Evaluator:
         return None
 
 
+def chunk_size_for(evaluator: Evaluator, by_count: int) -> int:
+    """Evaluations per chunk: ``by_count``, fewer where the loss is so slow that a chunk would
+    take more than ``PROGRESS_SECONDS``."""
+    spe = evaluator.seconds_per_eval
+    if not spe:
+        return by_count
+    return max(1, min(by_count, int(PROGRESS_SECONDS / spe)))
+
+
 class SerialEvaluator(Evaluator):
     """Evaluates perturbations one after another in this process: the reference evaluator.
 
@@ -254,7 +267,7 @@ class SerialEvaluator(Evaluator):
     def perturbed_values(self, x, coords, offsets):
         args = self._args(x)
         out = np.empty(len(coords), dtype=np.float64)
-        for part in chunk_slices(len(coords), self.chunk_size):
+        for part in chunk_slices(len(coords), chunk_size_for(self, self.chunk_size)):
             out[part] = evaluate_coords(self.f, args, x, coords[part], offsets[part],
                                         self.layout.name)
             if self.progress is not None:

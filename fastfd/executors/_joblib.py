@@ -1,95 +1,40 @@
-"""Chunks of coordinates across processes or threads with joblib (any backend, dask too).
+"""Chunks of coordinates across local processes or threads with joblib.
 
 Local processes (loky) receive the loss through joblib's pickler, which memmaps the large
-numpy arrays it closes over once per call, so workers share one copy of the data; on dask the
-loss is pickled once into a numpy byte array that dask scatters to the workers, each of which
-unpickles it once and caches it. ``x`` travels the same way. Workers perturb a private copy
-of ``x`` with the same loop as :class:`SerialEvaluator`, so the numbers are identical to a
-serial run.
+numpy arrays it closes over once per call, so workers share one copy of the data (read-only:
+a loss writing into them is told so). Workers perturb a private copy of ``x`` with the same
+loop as :class:`SerialEvaluator`, so the numbers are identical to a serial run. Threads share
+this process: the loss must then be thread-safe, and a cheap serial re-evaluation of the first
+perturbations of every call says so when it is not. ``backend="dask"`` is served by
+:class:`~fastfd.executors.DaskEvaluator` (the distributed client's own API).
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
-import threading
-import uuid
-from collections import OrderedDict
 
-import cloudpickle
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 
 from .._plan import chunk_slices
-from ..errors import WorkerDiedError
-from ._base import Evaluator, evaluate_coords, loss_args, raise_if_modified
+from ..errors import ThreadUnsafeLossError, WorkerDiedError
+from ._base import Evaluator, chunk_size_for, evaluate_coords, loss_args
+from ._workers import evaluate_chunk, single_threaded_blas
 
 # Chunks per worker: enough to balance uneven chunks, few enough that scheduling (about a
 # millisecond per task) stays negligible next to hundreds of evaluations per chunk.
-_CHUNKS_PER_WORKER = 4
-_MAX_CHUNK = 4096
-_PROCESS_BACKENDS = {"loky", "multiprocessing", "dask"}
-
-_worker_losses: OrderedDict = OrderedDict()  # token -> unpickled loss, per worker process
-_worker_lock = threading.Lock()  # dask workers run tasks in threads
+CHUNKS_PER_WORKER = 4
+MAX_CHUNK = 4096
+_PROCESS_BACKENDS = {"loky", "multiprocessing"}
+_THREAD_CHECKS = 4  # perturbations re-evaluated serially after a threaded call
 
 
-def _loss_in_worker(token: str, blob: np.ndarray):
-    with _worker_lock:
-        f = _worker_losses.get(token)
-        if f is None:
-            f = cloudpickle.loads(blob.tobytes())
-            _worker_losses[token] = f
-            while len(_worker_losses) > 4:
-                _worker_losses.popitem(last=False)
-        return f
-
-
-@contextlib.contextmanager
-def _single_threaded_inner():
-    """BLAS/OpenMP and numba threads = 1 inside a worker, so workers x threads <= cores."""
-    from threadpoolctl import threadpool_limits
-
-    numba = sys.modules.get("numba")
-    previous = numba.get_num_threads() if numba is not None else None
-    with threadpool_limits(1):
-        if numba is not None:
-            numba.set_num_threads(1)
-        try:
-            yield
-        finally:
-            if numba is not None:
-                numba.set_num_threads(previous)
-
-
-def _evaluate_chunk(source, layout, x, coords, offsets, limit_threads):
-    """Run the serial loop on one chunk; ``source`` is the loss or its (token, pickle)."""
-    f = _loss_in_worker(*source) if isinstance(source, tuple) else source
-    private = np.array(x, copy=True)  # x may be a shared read-only memmap
-    args = loss_args(layout, private)
-    context = _single_threaded_inner() if limit_threads else contextlib.nullcontext()
-    with context:
-        values = evaluate_coords(f, args, private, coords, offsets, layout.name)
-    # the serial evaluator's input is checked by the engine; a worker's private copy here
-    raise_if_modified(private, x, layout.name)
-    return values
-
-
-def _require_dask_client():
-    """The active ``distributed.Client``, or a clear error saying what to do."""
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError(
-            "backend='dask' needs dask.distributed: pip install 'fastfd[dask]'"
-        ) from None
-    try:
-        return distributed.get_client()
-    except ValueError:
-        raise RuntimeError(
-            "backend='dask' needs an active distributed.Client: run the check inside "
-            "`with distributed.Client(...):` (a LocalCluster or your cluster's scheduler)"
-        ) from None
+def died_message(where: str, layout, coords) -> str:
+    """One sentence for a dead worker, naming the entries of the chunk it may have held."""
+    span = (f"one of the entries {layout.name(int(coords[0]))} .. "
+            f"{layout.name(int(coords[-1]))}" if len(coords) else "no entry")
+    return (f"a {where} worker process died while evaluating the loss (a crash, os._exit or "
+            f"out of memory), at {span}; the caller's parameters are unchanged")
 
 
 class JoblibEvaluator(Evaluator):
@@ -100,41 +45,27 @@ class JoblibEvaluator(Evaluator):
     n_jobs : int
         Workers (joblib convention: -1 = all cores).
     backend : str
-        Any joblib backend: ``"loky"`` (processes, default), ``"threading"``,
-        ``"multiprocessing"``, ``"dask"`` (the active ``distributed.Client``).
+        A joblib backend: ``"loky"`` (processes, default), ``"threading"``,
+        ``"multiprocessing"``; ``"dask"`` gives a :class:`DaskEvaluator`.
 
     Notes
     -----
     Pays off when one loss evaluation costs much more than the scheduling of a chunk (about a
     millisecond per chunk of hundreds of evaluations): numpy losses of ~0.1 ms and up. Threads
-    help only when the loss releases the GIL (large numpy/BLAS operations, numba ``nogil``).
+    help only when the loss releases the GIL (large numpy/BLAS operations, numba ``nogil``),
+    and need a thread-safe loss (no shared scratch buffers).
     """
 
     def __init__(self, n_jobs: int = -1, backend: str = "loky"):
         self.n_jobs = n_jobs
         self.backend = backend
-        self._blob = None
-        self._token = None
 
     def bind(self, f, layout):
         if self.backend == "dask":
-            _require_dask_client()
-        bound = super().bind(f, layout)
-        bound._token = uuid.uuid4().hex
-        bound._blob = None  # pickled lazily: only when there is parallel work
-        return bound
+            from ._dask import DaskEvaluator
 
-    def _pickled_loss(self) -> np.ndarray:
-        if self._blob is None:
-            try:
-                data = cloudpickle.dumps(self.f)
-            except Exception as error:
-                raise TypeError(
-                    f"the loss cannot be sent to {self.backend!r} workers ({error}); use "
-                    "backend='threading' or n_jobs=1"
-                ) from error
-            self._blob = np.frombuffer(data, dtype=np.uint8)
-        return self._blob
+            return DaskEvaluator(n_jobs=self.n_jobs).bind(f, layout)
+        return super().bind(f, layout)
 
     def n_workers(self) -> int:
         with parallel_config(backend=self.backend):
@@ -143,43 +74,49 @@ class JoblibEvaluator(Evaluator):
     def perturbed_values(self, x, coords, offsets):
         n = len(coords)
         workers = self.n_workers()
-        size = min(_MAX_CHUNK, max(1, -(-n // (workers * _CHUNKS_PER_WORKER))))
-        chunks = chunk_slices(n, size)
+        by_count = min(MAX_CHUNK, max(1, -(-n // (workers * CHUNKS_PER_WORKER))))
+        chunks = chunk_slices(n, chunk_size_for(self, by_count))
         in_processes = self.backend in _PROCESS_BACKENDS
-        # loky memmaps the large arrays inside the loss once per call (workers share those
-        # pages); dask pickles task arguments per task, so the loss goes as one scattered blob
-        source = (self._token, self._pickled_loss()) if self.backend == "dask" else self.f
         out = np.empty(n, dtype=np.float64)
-        tasks = (
-            delayed(_evaluate_chunk)(source, self.layout, x, coords[c], offsets[c], in_processes)
-            for c in chunks
-        )
-        with self._threads_limited(in_processes):
+        tasks = (delayed(evaluate_chunk)(self.f, self.layout, x, coords[c], offsets[c],
+                                         in_processes) for c in chunks)
+        options = {"inner_max_num_threads": 1} if self.backend == "loky" else {}
+        # threads share this process's BLAS pool
+        limited = contextlib.nullcontext() if in_processes else single_threaded_blas()
+        received = 0
+        with limited:
             try:
-                with parallel_config(backend=self.backend, n_jobs=self.n_jobs,
-                                     **({"inner_max_num_threads": 1} if self.backend == "loky"
-                                        else {})):
-                    results = Parallel(return_as="generator")(tasks)
-                    for c, values in zip(chunks, results):
+                with parallel_config(backend=self.backend, n_jobs=self.n_jobs, **options):
+                    for values in Parallel(return_as="generator")(tasks):
+                        c = chunks[received]
                         out[c] = values
+                        received += 1
                         if self.progress is not None:
                             self.progress(c.stop - c.start)
             except Exception as error:
                 if type(error).__name__ == "TerminatedWorkerError":
-                    raise WorkerDiedError(
-                        "a worker process died while evaluating the loss (crash, os._exit or "
-                        f"out of memory); the caller's parameters are unchanged: {error}"
-                    ) from error
+                    c = chunks[min(received, len(chunks) - 1)]  # the first chunk still awaited
+                    raise WorkerDiedError(died_message(self.backend, self.layout, coords[c])
+                                          ) from error
                 raise
+            if not in_processes:
+                self._check_thread_safety(x, coords, offsets, out)
         return out
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _threads_limited(in_processes: bool):
-        if in_processes:
-            yield
+    def _check_thread_safety(self, x, coords, offsets, out) -> None:
+        """Re-evaluate the first perturbations serially: a loss that writes into buffers the
+        threads share gives other numbers in threads than alone."""
+        k = min(_THREAD_CHECKS, len(coords))
+        if not k:
             return
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):  # threads share this process's BLAS pool
-            yield
+        private = np.array(x, copy=True)
+        again = evaluate_coords(self.f, loss_args(self.layout, private), private, coords[:k],
+                                offsets[:k], self.layout.name)
+        differs = again != out[:k]
+        if differs.any():
+            i = int(np.flatnonzero(differs)[0])
+            raise ThreadUnsafeLossError(
+                f"the loss is not thread-safe: at {self.layout.name(int(coords[i]))} "
+                f"{offsets[i]:+.3g} it returned {out[i]!r} in a thread and {again[i]!r} alone "
+                "(does it write into arrays shared between calls?); use backend='loky' or "
+                "n_jobs=1")
