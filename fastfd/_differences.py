@@ -54,6 +54,11 @@ def stencil_pass(session: Session, coords: np.ndarray, nominal: np.ndarray, sten
     ``moves``, ``deltas`` and ``own`` (the deltas' own noise for exact evaluators, else None)
     have one row per perturbed node.
     """
+    kept = session.kept_pass
+    if kept is not None and kept[0] is stencil:
+        reused = _reuse_kept(session, coords, nominal, stencil, stage)
+        if reused is not None:
+            return reused
     names = session.layout.name
     x_at = session.x[coords]
     checked_actual_steps(x_at, nominal, lambda k: names(coords[k]))
@@ -68,6 +73,33 @@ def stencil_pass(session: Session, coords: np.ndarray, nominal: np.ndarray, sten
     values, noise = stencil_estimates(stencil, moves.reshape(shape), deltas.reshape(shape),
                                       value_sigma, own)
     return values, noise, moves.reshape(shape), deltas.reshape(shape), own
+
+
+def _reuse_kept(session: Session, coords, nominal, stencil: Stencil, stage: str):
+    """The kept pass's columns where ``coords`` and steps match it, the rest evaluated now;
+    None when nothing matches."""
+    _, kept_coords, kept_nominal, kept_result = session.kept_pass
+    where = {int(c): k for k, c in enumerate(kept_coords)}
+    hit = np.array([where.get(int(c), -1) for c in coords], dtype=np.int64)
+    same = hit >= 0
+    same[same] = kept_nominal[hit[same]] == nominal[same]
+    if not same.any():
+        return None
+    session.kept_pass = None  # used once: the check's own first pass
+    rest = np.flatnonzero(~same)
+    if rest.size:
+        fresh = stencil_pass(session, coords[rest], nominal[rest], stencil, stage)
+    out = []
+    for j, kept_part in enumerate(kept_result):
+        if kept_part is None:
+            out.append(None)
+            continue
+        merged = np.empty(kept_part.shape[:-1] + (len(coords),), dtype=kept_part.dtype)
+        merged[..., same] = kept_part[..., hit[same]]
+        if rest.size:
+            merged[..., rest] = fresh[j]
+        out.append(merged)
+    return tuple(out)
 
 
 def level_from_pass(stencil: Stencil, analytic, noise_sigma, moves, deltas, own=None):

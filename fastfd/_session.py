@@ -76,7 +76,10 @@ class Session:
     result_eps : float
         Rounding unit of the coarser of the params' dtype and the loss's result dtype.
     base_seconds : float
-        Wall time of the first evaluation (the auto sample's first clue).
+        Wall time of the first evaluation.
+    line_seconds, line_evals : float, int
+        Time in, and number of, full evaluations along lines (noise line, directions): the
+        auto sample's estimate of a loss evaluation's cost.
     n_evals : int
         Loss evaluations so far.
     """
@@ -96,6 +99,11 @@ class Session:
             _check_bindable(params, self.evaluator)
         self.seed = int(seed)
         self.n_evals = 0
+        self.line_seconds = 0.0  # time in full evaluations along lines (noise, directions)
+        self.line_evals = 0
+        #: a stencil pass kept for reuse: ``(stencil, coords, nominal, result)`` (the auto
+        #: sample's timing pass is the check's own first pass on those entries)
+        self.kept_pass = None
         self._show_progress = bool(progress)
         self._bar = None
         self._noise: _noise.NoiseEstimate | None = None
@@ -209,11 +217,14 @@ class Session:
         outside ``support``."""
         scales = np.asarray(scales, dtype=float)
         self._announce(len(scales), stage)
+        began = time.perf_counter()
         try:
             values = self.evaluator.direction_values(self.x, direction, scales, support=support)
         except Exception as error:
             add_note(error, f"fastfd: stage {stage!r} (params moved along a direction)")
             raise
+        self.line_seconds += time.perf_counter() - began
+        self.line_evals += len(scales)
         if self._bar is not None:
             self._bar.update(len(scales))
         self.n_evals += len(scales)
@@ -223,6 +234,12 @@ class Session:
             raise LossNotFiniteError(
                 f"the loss is not finite at params + {scale:.3g} * direction; pass a smaller step")
         return np.where(bad, np.nan, values - self.f0)
+
+    def seconds_per_eval(self) -> float:
+        """Mean wall time of one full loss evaluation so far."""
+        if self.line_evals:
+            return self.line_seconds / self.line_evals
+        return self.base_seconds
 
     def displacement(self, direction: np.ndarray, scale: float, support=None) -> np.ndarray:
         """What ``x + scale * direction`` really moves (on ``support``) after rounding to the

@@ -52,6 +52,9 @@ AUTO_BUDGET_S = 10.0
 LONG_RUN_S = 300.0  # a numerical_gradient estimated longer than this warns before starting
 _GRADIENT_CHUNK = 2**16  # entries per stencil pass of numerical_gradient (bounded memory)
 _PROBE_COORDS = 16
+AUTO_SIZES = (1000, 200, 50)  # the samples sample="auto" chooses between, largest first
+_REFINE_ALLOWANCE = 1.5  # evaluations of a check per first-pass evaluation, at most about
+_EVALS_PER_DIRECTION = 8  # a direction's ladder levels (2 evaluations each)
 _SAMPLED_DIRECTIONS = 3  # directions=None on a sampled check: catch what the sample missed
 _DIRECTION_RETRIES = 2  # fresh directions drawn in place of ones that run through a kink
 _SECOND_OPINION_POINTS = 24  # Taylor test points (48 evaluations)
@@ -207,7 +210,9 @@ def _duration(seconds: float) -> str:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 60:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
+    if seconds >= 1:
+        return f"{seconds:.0f} s"
+    return f"{seconds:.2g} s"
 
 
 def directional_derivative(
@@ -327,8 +332,11 @@ def check_gradient(
         named by their path (``W1[12, 3]``, ``layers[0]["W"][1, 2]``).
     %(call)s
     sample : "auto", "all", None, int or float
-        ``"auto"`` checks every entry when the estimated cost (timed on the first
-        evaluations) fits about 10 s, otherwise a stratified sample that does; an int ``k``
+        ``"auto"`` checks every entry when the estimated cost (from the timings of the
+        first evaluations, no extra ones) fits about 10 s, otherwise the largest of the fixed
+        sizes 1000, 200 and 50 that fits, otherwise the smallest stratified sample with a
+        :class:`~fastfd.errors.LongRunWarning` before it starts; fixed sizes make the sample
+        the same on any machine for the same seed. An int ``k``
         checks about ``k`` entries, a float in (0, 1] that fraction. Samples take entries from
         every parameter array (at least ``min(size, 5)``) and from the first and last slice
         along every axis. The same seed gives the same sample.
@@ -391,10 +399,12 @@ def check_gradient(
         notes: list[str] = []
         sample_k = _validate.sample(sample, layout.size)
         if sample_k == "auto":
-            sample_k = _auto_sample(session, step, stencil, notes)
+            sample_k = _auto_sample(session, step, stencil, n_directions, notes)
         sampled = sample_k is not None
         coords = (np.arange(layout.size) if not sampled
                   else stratified_sample(layout, sample_k, rng))
+        if sampled and session.kept_pass is not None:  # the timing pass is evidence too
+            coords = np.union1d(coords, session.kept_pass[1])
         entries, first_steps = _check_entries(session, leaves, coords, stencil, step, rtol, atol)
         if n_directions is None:
             n_directions = _SAMPLED_DIRECTIONS if sampled else 0
@@ -437,39 +447,66 @@ def check_gradient(
         dtype=str(layout.dtype))
 
 
-def _auto_sample(session: Session, step, stencil, notes: list[str]):
-    """None (check all) if the estimated cost fits AUTO_BUDGET_S, else a sample size that does."""
+def _auto_sample(session: Session, step, stencil, n_directions: int | None,
+                 notes: list[str]):
+    """None (check all) when the estimated cost fits ``AUTO_BUDGET_S``, else the largest of
+    the fixed sizes ``AUTO_SIZES`` that fits, else the minimum stratified sample (warned).
+
+    The sizes are fixed, so the same seed gives the same sample on any machine unless the
+    estimate sits near a boundary (a factor of 5 apart). The estimate costs no extra
+    evaluation for generic evaluators (the noise line's timings); evaluators with their own
+    fast path time a first pass on a few entries, which the check then reuses.
+    """
     size = session.layout.size
+    evaluator = session.evaluator
     n_nodes = len(stencil.perturbed)
-    if session.base_seconds * size * n_nodes <= AUTO_BUDGET_S:
+    per_full = session.seconds_per_eval()
+    if per_full * size * n_nodes * _REFINE_ALLOWANCE <= AUTO_BUDGET_S:
         return None  # even at the cost of a full evaluation each, everything fits
-    # Time growing probes: per-call overhead (caches, process pools) is amortized by the
-    # larger ones, so a fast evaluator is not mistaken for a slow one.
-    n_probe = min(size, _PROBE_COORDS)
-    warm = np.arange(n_probe)  # first call: pools start, kernels compile; not timed
-    stencil_pass(session, warm, nominal_steps(session, step, warm, stencil), stencil, "timing")
-    while True:
-        probe = np.arange(n_probe)
+    if evaluator.full_cost_per_eval:
+        per_coord = per_full / max(1, evaluator.parallelism())
+    else:
+        probe = np.arange(min(size, _PROBE_COORDS))
+        nominal = nominal_steps(session, step, probe, stencil)
+        stencil_pass(session, probe, nominal, stencil, "timing")  # pools start, kernels compile
         began = time.perf_counter()
-        stencil_pass(session, probe, nominal_steps(session, step, probe, stencil), stencil,
-                     "timing")
-        elapsed = time.perf_counter() - began
-        per_eval = elapsed / (n_probe * n_nodes)
-        estimate = per_eval * size * n_nodes
-        bigger = min(size, 16 * n_probe)
-        if estimate <= AUTO_BUDGET_S or bigger == n_probe or 16 * elapsed > AUTO_BUDGET_S / 10:
-            break
-        n_probe = bigger
-    if estimate <= AUTO_BUDGET_S:
+        kept = stencil_pass(session, probe, nominal, stencil, "timing")
+        per_coord = (time.perf_counter() - began) / (len(probe) * n_nodes)
+        session.kept_pass = (stencil, probe, nominal, kept)
+
+    def estimate(k: int, dirs: int) -> float:
+        # refinement of suspects and weak entries: at most about half a pass more
+        coords = per_coord * n_nodes * k * _REFINE_ALLOWANCE
+        return coords + per_full * dirs * _EVALS_PER_DIRECTION
+
+    full = estimate(size, n_directions or 0)
+    if full <= AUTO_BUDGET_S:
         return None
-    k = max(min(size, 100), int(AUTO_BUDGET_S / (per_eval * n_nodes)))
-    if k >= size:
-        return None
-    notes.append(
-        f"sample='auto': checking all {size} entries would take about {estimate:.0f} s, so a "
-        f"stratified sample of {k} entries fits the {AUTO_BUDGET_S:.0f} s budget "
-        "(pass sample='all' to check everything)")
-    return k
+    dirs = _SAMPLED_DIRECTIONS if n_directions is None else n_directions
+    minimum = int(stratified_sample(session.layout, 0, np.random.default_rng(0)).size)
+    for k in AUTO_SIZES:
+        if minimum <= k < size and estimate(k, dirs) <= AUTO_BUDGET_S:
+            notes.append(
+                f"sample='auto': checking all {size:,} entries would take about "
+                f"{_duration(full)}, so a stratified sample of {k} entries (and {dirs} random "
+                f"directions) fits the {AUTO_BUDGET_S:.3g} s budget (pass sample='all' to check "
+                "everything)")
+            return k
+    cost = estimate(minimum, dirs)
+    if cost <= AUTO_BUDGET_S:
+        notes.append(
+            f"sample='auto': checking all {size:,} entries would take about "
+            f"{_duration(full)}, so the smallest stratified sample ({minimum} entries and "
+            f"{dirs} random directions) fits the {AUTO_BUDGET_S:.3g} s budget (pass sample=k "
+            "for more)")
+        return minimum
+    message = (f"sample='auto': even the smallest stratified sample ({minimum} entries, "
+               f"{dirs} directions) takes about {_duration(cost)} at "
+               f"{per_full * 1e3:.3g} ms per loss evaluation, over the {AUTO_BUDGET_S:.3g} s "
+               "budget; checking it anyway (pass sample=k or directions=0 to bound the work)")
+    warnings.warn(message, LongRunWarning, stacklevel=3)
+    notes.append(message)
+    return minimum
 
 
 # --------------------------------------------------------------------------------------------

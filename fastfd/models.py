@@ -161,6 +161,8 @@ class LinearSVM(_LinearModel):
 class _LinearEvaluator(Evaluator):
     """Perturbed losses of a linear model from cached scores, exact and O(N) per coordinate."""
 
+    full_cost_per_eval = False
+
     def __init__(self, model: _LinearModel):
         self.model = model
 

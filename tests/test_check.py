@@ -194,9 +194,69 @@ def test_auto_sample_samples_when_expensive(monkeypatch):
     monkeypatch.setattr(engine, "AUTO_BUDGET_S", 1e-3)
     W = np.linspace(-1, 1, 3000).reshape(100, 30)
     f, grad = (lambda w: np.sum(np.sin(w))), np.cos  # noqa: E731
-    result = fastfd.check_gradient(f, grad, W)
+    with pytest.warns(fastfd.errors.LongRunWarning, match="over the 0.001 s budget"):
+        result = fastfd.check_gradient(f, grad, W)
     assert result.sampled and result.n_checked < W.size
     assert any("sample='auto'" in r for r in result.reasons)
+
+
+@pytest.mark.parametrize("seconds, expected", [(1e-3, 2000), (1e-2, 200), (3e-2, 50)])
+def test_auto_sample_picks_fixed_sizes_from_the_estimate(monkeypatch, seconds, expected):
+    from fastfd._session import Session
+
+    # the decision rests on the measured cost per evaluation: fix it to test the rule
+    monkeypatch.setattr(Session, "seconds_per_eval", lambda self: seconds)
+    x = np.linspace(-1, 1, 2000)
+    runs = [fastfd.check_gradient(lambda w: float(w @ w), lambda w: 2 * w, x, seed=4)
+            for _ in range(2)]
+    assert runs[0].n_checked == expected
+    assert [e.name for e in runs[0].worst] == [e.name for e in runs[1].worst]
+    assert runs[0].n_evals == runs[1].n_evals  # same sample, same work
+    if expected < 2000:
+        assert any(f"stratified sample of {expected} entries" in r for r in runs[0].reasons)
+
+
+def test_auto_sample_warns_before_starting_when_even_the_minimum_is_over_budget(monkeypatch):
+    from fastfd._session import Session
+    from fastfd.errors import LongRunWarning
+
+    monkeypatch.setattr(Session, "seconds_per_eval", lambda self: 1.0)
+    calls = []
+
+    def loss(w):
+        calls.append(1)
+        return float(w @ w)
+
+    with pytest.warns(LongRunWarning, match=r"even the smallest stratified sample \(5 entries"):
+        report = fastfd.check_gradient(loss, lambda w: 2 * w, np.linspace(-1, 1, 2000))
+    assert report.n_checked == 5 and report.passed
+    assert report.n_evals < 60  # the noise line, 5 entries and 3 directions
+
+
+def test_auto_sample_reuses_the_timing_pass_of_fast_evaluators(monkeypatch):
+    from fastfd import engine
+    from fastfd._session import Session
+
+    monkeypatch.setattr(engine, "AUTO_BUDGET_S", 1e-9)  # sample, whatever the machine
+    stages = []
+    original = Session.coord_deltas
+
+    def spy(self, coords, offsets, stage, **kw):
+        stages.append((stage, len(coords)))
+        return original(self, coords, offsets, stage, **kw)
+
+    monkeypatch.setattr(Session, "coord_deltas", spy)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 8)), rng.integers(0, 3, 30)
+    model = fastfd.models.LinearSoftmax(X, y, reg=0.1)
+    W = 0.1 * rng.standard_normal((8, 3))
+    with pytest.warns(fastfd.errors.LongRunWarning):
+        report = fastfd.check_gradient(model, model.grad, W, directions=0)
+    assert stages[:2] == [("timing", 32), ("timing", 32)]  # 16 entries, warm-up then timed
+    first = [n for stage, n in stages[2:] if stage == "differences"]
+    # the check covers the timed entries and evaluates only the others again
+    assert report.sampled and report.n_checked >= 16
+    assert sum(first) == 2 * (report.n_checked - 16)
 
 
 def test_random_directions():

@@ -229,6 +229,14 @@ class Evaluator:
         ``eps`` is the rounding unit of the params' dtype."""
         raise NotImplementedError(f"{type(self).__name__} computes deltas by subtraction")
 
+    #: True when a perturbed evaluation costs about one full loss evaluation (divided by
+    #: :meth:`parallelism`); False for evaluators with their own fast path (stacks, kernels)
+    full_cost_per_eval = True
+
+    def parallelism(self) -> int:
+        """How many evaluations run at once (workers)."""
+        return 1
+
     def kink_flags(self, x, coords, steps) -> np.ndarray | None:
         """Exact flags of a kink within ``[x - steps, x + steps]``, or None when unknown."""
         return None

@@ -114,6 +114,8 @@ class BatchedEvaluator(Evaluator):
     array([ 2., -4.])
     """
 
+    full_cost_per_eval = False
+
     def __init__(self, max_stack: int | None = None, max_bytes: int = 64 * 2**20):
         _validate.positive_int(max_stack, "max_stack", allow_none=True)
         _validate.positive_int(max_bytes, "max_bytes")

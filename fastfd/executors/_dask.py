@@ -93,6 +93,9 @@ class DaskEvaluator(Evaluator):
             self._x = (x.copy(), self.client.submit(_held, x.copy(), pure=False))
         return self._source, self._x[1]
 
+    def parallelism(self) -> int:
+        return self._workers()
+
     def _workers(self) -> int:
         threads = sum(self.client.nthreads().values()) or 1
         return threads if self.n_jobs < 0 else min(self.n_jobs, threads)

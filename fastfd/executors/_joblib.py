@@ -67,6 +67,9 @@ class JoblibEvaluator(Evaluator):
             return DaskEvaluator(n_jobs=self.n_jobs).bind(f, layout)
         return super().bind(f, layout)
 
+    def parallelism(self) -> int:
+        return self.n_workers()
+
     def n_workers(self) -> int:
         with parallel_config(backend=self.backend):
             return max(1, effective_n_jobs(self.n_jobs))

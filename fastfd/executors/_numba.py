@@ -225,6 +225,8 @@ class NumbaEvaluator(Evaluator):
     array([1., 2.])
     """
 
+    full_cost_per_eval = False
+
     def __init__(self, n_jobs: int = 1):
         self.n_jobs = check_n_jobs(n_jobs)
 
