@@ -441,3 +441,28 @@ def test_results_are_immutable(central_sweep):
     with pytest.raises(AttributeError):
         central_sweep.best_step = 1.0  # type: ignore[misc]
     assert isinstance(central_sweep, StepSweep)
+
+
+def test_sweep_says_the_gradient_is_wrong_not_the_step_in_text_and_plot():
+    x = np.linspace(-1, 1, 20)
+    f = lambda w: float(np.sum(np.sin(w)))  # noqa: E731
+    wrong = step_sweep(f, lambda w: 1.01 * np.cos(w), x)
+    assert wrong.diagnosis.startswith("the gradient is wrong, not the step")
+    assert wrong.diagnosis in str(wrong)
+    right = step_sweep(f, np.cos, x)
+    assert right.diagnosis is None and "wrong, not the step" not in str(right)
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    texts = [t.get_text() for t in wrong.plot().texts]
+    assert "the gradient is wrong, not the step" in texts
+    assert "the gradient is wrong, not the step" not in [t.get_text()
+                                                         for t in right.plot().texts]
+
+
+def test_full_check_never_speaks_of_sampling():
+    x = np.linspace(-1, 1, 30)
+    for grad in (lambda w: 2 * w, lambda w: 2.1 * w):
+        report = fastfd.check_gradient(lambda w: float(w @ w), grad, x, sample="all")
+        text = str(report).lower() + " ".join(report.reasons).lower()
+        assert not report.sampled and report.confidence is None
+        assert "sampled" not in text and "confidence" not in text
