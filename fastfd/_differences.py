@@ -36,6 +36,14 @@ def nominal_steps(session: Session, step, coords: np.ndarray, stencil: Stencil) 
     return _validate.steps(flat, layout.size, layout.name)[coords]
 
 
+def _move_base(session: Session, coords: np.ndarray) -> np.ndarray:
+    """What a move is rounded against: the entries of ``x``, or zeros where the evaluator
+    moves them along the imaginary axis (the complex step: ``x + i h`` keeps every ``h``)."""
+    if session.evaluator.imaginary_moves:
+        return np.zeros(len(coords), dtype=session.x.dtype)
+    return session.x[coords]
+
+
 def _noise_model(session: Session, deltas, coords, offsets):
     """``(value_sigma, delta_sigma)`` for deltas of the session's evaluator."""
     noise = session.coordinate_noise
@@ -60,7 +68,7 @@ def stencil_pass(session: Session, coords: np.ndarray, nominal: np.ndarray, sten
         if reused is not None:
             return reused
     names = session.layout.name
-    x_at = session.x[coords]
+    x_at = _move_base(session, coords)
     checked_actual_steps(x_at, nominal, lambda k: names(coords[k]))
     plan_coords, offsets = stencil_plan(coords, nominal, stencil)
     # the move really taken at every node: x - h (or x + 2h) need not be representable
@@ -114,7 +122,8 @@ def level_from_pass(stencil: Stencil, analytic, noise_sigma, moves, deltas, own=
 def coord_level(session: Session, coords: np.ndarray, nominal: np.ndarray, analytic,
                 stage: str = "refining") -> Level:
     """One ladder level (``x +- h``) at ``coords``; non-finite losses give NaN, not errors."""
-    plan_coords, offsets, step_plus, step_minus = level_plan(coords, session.x[coords], nominal)
+    plan_coords, offsets, step_plus, step_minus = level_plan(coords, _move_base(session, coords),
+                                                             nominal)
     deltas = session.coord_deltas(plan_coords, offsets, stage, allow_nonfinite=True)
     value_sigma, own = _noise_model(session, deltas, plan_coords, offsets)
     n = len(coords)

@@ -65,6 +65,8 @@ class NoiseEstimate:
         Rounding unit of the coarser of the params' and the loss's result dtype.
     f_scale : float
         The largest ``|f|`` seen on the line.
+    exact_reason : str
+        For ``"exact deltas"``: why the differences need no measured noise.
     """
 
     sigma: float
@@ -76,6 +78,7 @@ class NoiseEstimate:
     params_dtype: str
     result_eps: float = 0.0
     f_scale: float = 0.0
+    exact_reason: str = "the model computes exact differences"
 
     @property
     def relative(self) -> float:
@@ -92,6 +95,8 @@ class NoiseEstimate:
         at most 1e-2; the coarser rounding unit of params and result when nothing was seen."""
         if self.source == NOT_DETECTED:
             return float(max(self.eps, self.result_eps))
+        if self.source == EXACT:  # exact deltas are precise relative to themselves, not to f
+            return float(self.eps)
         size = max(abs(self.f0), self.f_scale)
         rel = self.sigma / size if size > 0 else math.inf
         return float(min(1e-2, max(self.eps, rel)))
@@ -99,8 +104,8 @@ class NoiseEstimate:
     def describe(self) -> str:
         """One sentence in words a user understands."""
         if self.source == EXACT:
-            return ("loss noise: not measured; the model computes exact differences (rounding "
-                    f"bound of {self.params_dtype})")
+            return (f"loss noise: not measured; {self.exact_reason} (rounding bound of "
+                    f"{self.params_dtype})")
         if self.source == NOT_DETECTED:
             return (f"loss noise: not detected along a random line ({self.n_evals} evaluations); "
                     f"assumed {self.params_dtype} rounding of the loss")
@@ -256,10 +261,11 @@ def far_change(line_values, line, f0: float) -> float:
     return float(line_values(line(_FAR_MOVE), np.array([1.0]))[0]) - f0
 
 
-def exact(f0: float, eps: float) -> NoiseEstimate:
+def exact(f0: float, eps: float, reason: str | None = None) -> NoiseEstimate:
     """The estimate for evaluators with exact deltas: the rounding of the params' dtype."""
+    extra = {} if reason is None else {"exact_reason": reason}
     return NoiseEstimate(eps * abs(f0), f0, EXACT, 0, None, eps, _dtype_name(eps), eps,
-                         abs(f0))
+                         abs(f0), **extra)
 
 
 def _dtype_name(eps: float) -> str:

@@ -27,6 +27,18 @@ from .executors._base import add_note, annotate, loss_scalar, modified_input_err
 _CHUNK = 2**16  # entries per chunk of O(P) work that would otherwise allocate O(P)
 
 
+def complex_step_evaluator(evaluator: Evaluator) -> Evaluator:
+    """The complex step through ``evaluator``, or a clear error where it cannot apply."""
+    from ._complex import ComplexStepEvaluator
+
+    if evaluator.exact_deltas or not evaluator.full_cost_per_eval:
+        raise ValueError(
+            f"method='complex' evaluates the loss at complex params one entry at a time; "
+            f"{type(evaluator).__name__} has its own perturbation path (a model, a stack or a "
+            "compiled driver): use the serial, threading, loky or dask evaluators")
+    return ComplexStepEvaluator(evaluator)
+
+
 def _check_bindable(params, evaluator) -> None:
     from .executors import SerialEvaluator
 
@@ -59,6 +71,9 @@ class Session:
         Put views of the private copy into ``params`` (a dict or list) while the session is
         entered, for losses that read a model's own container; the caller's arrays are put
         back on exit, never written.
+    complex_step : bool
+        Coordinate deltas by the complex step (``method="complex"``, see
+        :mod:`fastfd._complex`); the noise line and directions stay real.
 
     Use it as a context manager: entering evaluates ``f(x)`` (and binds, and starts the bar),
     leaving restores the container and closes the bar, also when the loss raises.
@@ -86,7 +101,8 @@ class Session:
 
     def __init__(self, f: Callable, params, *, evaluator: Evaluator | str | None = None,
                  n_jobs: int = 1, backend: str | None = None, batched: bool = False,
-                 progress: bool = False, seed: int = 0, bind: bool = False):
+                 progress: bool = False, seed: int = 0, bind: bool = False,
+                 complex_step: bool = False):
         _validate.loss_callable(f)
         self.params = params
         self.layout: Layout
@@ -94,6 +110,8 @@ class Session:
             params, getattr(f, "param_name", "x"))
         self.evaluator: Evaluator = select_evaluator(
             f, self.layout, evaluator=evaluator, n_jobs=n_jobs, backend=backend, batched=batched)
+        if complex_step:
+            self.evaluator = complex_step_evaluator(self.evaluator)
         self._bind = _validate.flag(bind, "bind")
         if self._bind:
             _check_bindable(params, self.evaluator)
@@ -199,7 +217,7 @@ class Session:
         unless ``allow_nonfinite`` (ladder levels above the first: NaN is then returned)."""
         self._announce(len(coords), stage)
         d = self.evaluator.perturbed_deltas(self.x, coords, offsets, self.f0)
-        self.n_evals += len(coords)
+        self.n_evals += len(coords) + self.evaluator.extra_evals()
         bad = ~np.isfinite(d)
         if bad.any():
             if allow_nonfinite:
@@ -282,7 +300,7 @@ class Session:
         """The noise model of coordinate differences: the evaluator's own bound where it
         computes exact deltas (no evaluation), else the measured noise."""
         if self.evaluator.exact_deltas:
-            return _noise.exact(self.f0, self.eps)
+            return _noise.exact(self.f0, self.eps, self.evaluator.exact_reason)
         return self.noise
 
     def _measure_noise(self) -> _noise.NoiseEstimate:

@@ -106,6 +106,8 @@ STENCILS: dict[str, Stencil] = {
         Stencil("backward", (-1.0, 0.0)),
         Stencil("central", (-1.0, 1.0)),
         Stencil("central4", (-2.0, -1.0, 1.0, 2.0)),
+        # Im f(x + i h) / h: the nodes of "forward", evaluated at x + i h (see _complex)
+        Stencil("complex", (0.0, 1.0)),
     )
 }
 CENTRAL = STENCILS["central"]

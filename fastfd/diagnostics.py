@@ -393,6 +393,9 @@ def step_sweep(
     True
     """
     stencil = get_stencil(method)
+    if stencil.name == "complex":
+        raise ValueError("step_sweep shows the step dilemma of differences; method='complex' "
+                         "has none (its error is rounding at any tiny step)")
     rng = _validate.seed(seed)
     _validate.sample(sample, 2)
     sweep = DEFAULT_STEPS.copy() if steps is None else _validate.descending(steps, "steps")

@@ -144,8 +144,12 @@ def numerical_gradient(
         float32 or float64 parameters (one dtype for all arrays); array-likes (lists of
         floats, JAX arrays, CPU torch tensors, xarray) are converted once.
     %(call)s
-    method : {"central", "forward", "backward", "central4"}
-        Stencil; ``central`` is second order, ``central4`` fourth order.
+    method : {"central", "forward", "backward", "central4", "complex"}
+        Stencil; ``central`` is second order, ``central4`` fourth order. ``complex`` is the
+        complex step ``Im f(x + i h e_j) / h`` (``h = 1e-20 max(1, |x|)``): exact to rounding,
+        one evaluation per entry, for losses that extend analytically to complex params (a
+        loss that does not is detected along a random direction and refused with
+        :class:`~fastfd.errors.NotComplexSafeError`).
     step : float, array or structure like params, optional
         Step per entry. Default: ``noise**(1/3) * max(1, |x|)`` for central,
         ``noise**(1/2) * max(1, |x|)`` for one-sided, ``noise**(1/5) ...`` for ``central4``,
@@ -180,7 +184,8 @@ def numerical_gradient(
     stencil = get_stencil(method)
     loss = loss_only(f, args, kwargs)
     with Session(loss, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend,
-                 batched=batched, progress=progress, bind=bind) as session:
+                 batched=batched, progress=progress, bind=bind,
+                 complex_step=stencil.name == "complex") as session:
         size = session.layout.size
         _warn_if_long(session, size * len(stencil.perturbed), "numerical_gradient")
         estimates = np.empty(size)
@@ -248,6 +253,9 @@ def directional_derivative(
     6.0
     """
     stencil = get_stencil(method)
+    if stencil.name == "complex":
+        raise ValueError("method='complex' applies to coordinates (numerical_gradient, "
+                         "check_gradient, numerical_jacobian); use 'central' for a direction")
     with Session(loss_only(f, args, kwargs), params) as session:
         v = session.layout.flatten_like(direction, "direction")
         if not v.any():
@@ -346,8 +354,10 @@ def check_gradient(
         of ``v``). A failing direction is localized to the wrong entries by bisection.
         Default: 3 for a sampled check (to catch wrong entries outside the sample), 0 for a
         full one.
-    method : {"central", "forward", "backward", "central4"}
-        Stencil of the first pass (refinement always uses central pairs).
+    method : {"central", "forward", "backward", "central4", "complex"}
+        Stencil of the first pass (refinement always uses central pairs, complex ones for
+        ``"complex"``: see :func:`numerical_gradient`; random directions stay real central
+        differences).
     step : float, array or structure like params, optional
         First-pass steps; default from the measured noise (see :func:`numerical_gradient`).
     rtol, atol : float, optional
@@ -390,7 +400,8 @@ def check_gradient(
     stencil = get_stencil(method)
     loss, grad = loss_and_grad(f, grad, args, kwargs)
     with Session(loss, params, evaluator=evaluator, n_jobs=n_jobs, backend=backend,
-                 batched=batched, progress=progress, seed=seed, bind=bind) as session:
+                 batched=batched, progress=progress, seed=seed, bind=bind,
+                 complex_step=stencil.name == "complex") as session:
         layout = session.layout
         leaves = session.analytic(grad)
         del grad

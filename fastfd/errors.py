@@ -15,6 +15,7 @@ __all__ = [
     "LossModifiedInputError",
     "LossNotFiniteError",
     "NonDeterministicLossError",
+    "NotComplexSafeError",
     "ThreadUnsafeLossError",
     "WorkerDiedError",
 ]
@@ -30,6 +31,10 @@ class LossModifiedInputError(FastFDError, RuntimeError):
 
 class NonDeterministicLossError(FastFDError, RuntimeError):
     """The loss returned different values at the same point (dropout on, an unseeded RNG)."""
+
+
+class NotComplexSafeError(FastFDError, ValueError):
+    """``method="complex"`` on a loss that does not extend analytically to complex params."""
 
 
 class ThreadUnsafeLossError(FastFDError, RuntimeError):

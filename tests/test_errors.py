@@ -317,7 +317,7 @@ def test_loss_not_finite_along_a_random_direction_of_check_gradient():
 @entry_points
 @pytest.mark.parametrize("method", ["centre", "Central", None, ""])
 def test_unknown_method_lists_the_valid_ones(call, method):
-    valid = "method must be one of 'forward', 'backward', 'central', 'central4'"
+    valid = "method must be one of 'forward', 'backward', 'central', 'central4', 'complex'"
     with pytest.raises(ValueError, match=re.escape(f"{valid}; got {method!r}")):
         call(sum_squares, x12.copy(), method=method)
 

@@ -30,7 +30,7 @@ def test_stencil_weights_sum_to_zero_and_are_exact_on_polynomials():
 
 
 def test_unknown_method_lists_valid_names():
-    valid = "'forward', 'backward', 'central', 'central4'; got 'centre'"
+    valid = "'forward', 'backward', 'central', 'central4', 'complex'; got 'centre'"
     with pytest.raises(ValueError, match=valid):
         get_stencil("centre")
 

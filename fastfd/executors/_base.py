@@ -222,12 +222,17 @@ class Evaluator:
     #: True when :meth:`perturbed_deltas` computes differences without subtracting two
     #: rounded losses (models): their noise is :meth:`delta_noise`, not the loss's own.
     exact_deltas = False
+    #: why exact deltas need no measured noise, in words for the report
+    exact_reason: str | None = None
 
     def delta_noise(self, deltas: np.ndarray, coords: np.ndarray, offsets: np.ndarray,
                     eps: float) -> np.ndarray:
         """Standard deviation of the error of each exact delta (``exact_deltas`` only);
         ``eps`` is the rounding unit of the params' dtype."""
         raise NotImplementedError(f"{type(self).__name__} computes deltas by subtraction")
+
+    #: True when coordinate moves are imaginary (the complex step): not rounded against ``x``
+    imaginary_moves = False
 
     #: True when a perturbed evaluation costs about one full loss evaluation (divided by
     #: :meth:`parallelism`); False for evaluators with their own fast path (stacks, kernels)
@@ -236,6 +241,11 @@ class Evaluator:
     def parallelism(self) -> int:
         """How many evaluations run at once (workers)."""
         return 1
+
+    def extra_evals(self) -> int:
+        """Loss evaluations made on the evaluator's own account since the last call (checks
+        such as the complex step's safety test), for the session's count."""
+        return 0
 
     def kink_flags(self, x, coords, steps) -> np.ndarray | None:
         """Exact flags of a kink within ``[x - steps, x + steps]``, or None when unknown."""
