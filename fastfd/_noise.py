@@ -143,26 +143,40 @@ def difference_table(values: np.ndarray) -> tuple[float, str]:
     >>> difference_table(np.ones(9))[1]
     'spacing too small'
     """
+    sigma, status = difference_tables(np.asarray(values, dtype=np.float64)[:, None])
+    return float(sigma[0]), str(status[0])
+
+
+def difference_tables(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`difference_table` for every column of ``values`` (points x components) at once:
+    the noise of each output of a vector-valued function from the same line evaluations."""
     f = np.asarray(values, dtype=np.float64)
-    n = len(f)
-    top = max(abs(f.max()), abs(f.min()))
-    if f.max() - f.min() > 0.1 * top:
-        return math.nan, TOO_LARGE
-    levels, sign_change = [], []
+    n, m = f.shape
+    top = np.maximum(np.abs(f.max(axis=0)), np.abs(f.min(axis=0)))
+    status = np.full(m, OK, dtype=object)
+    status[f.max(axis=0) - f.min(axis=0) > 0.1 * top] = TOO_LARGE
+    levels = np.empty((n - 1, m))
+    sign_change = np.empty((n - 1, m), dtype=bool)
     gamma = 1.0
     diffs = f
     for k in range(1, n):
-        diffs = np.diff(diffs)
-        if k == 1 and np.count_nonzero(diffs == 0) >= n / 2:
-            return math.nan, TOO_SMALL
+        diffs = np.diff(diffs, axis=0)
+        if k == 1:
+            flat = np.count_nonzero(diffs == 0, axis=0) >= n / 2
+            status[flat & (status == OK)] = TOO_SMALL
         gamma *= 0.5 * k / (2 * k - 1)  # gamma_k = (k!)**2 / (2k)!
-        levels.append(math.sqrt(gamma * float(np.mean(diffs**2))))
-        sign_change.append(bool(diffs.min() < 0 < diffs.max()))
-    for k in range(len(levels) - 2):
+        levels[k - 1] = np.sqrt(gamma * np.mean(diffs**2, axis=0))
+        sign_change[k - 1] = (diffs.min(axis=0) < 0) & (0 < diffs.max(axis=0))
+    sigma = np.full(m, math.nan)
+    undecided = status == OK
+    for k in range(n - 3):
         window = levels[k:k + 3]
-        if sign_change[k] and max(window) <= _RATIO_AGREE * min(window):
-            return levels[k], OK
-    return math.nan, TOO_LARGE
+        accept = undecided & sign_change[k] & (window.max(axis=0)
+                                               <= _RATIO_AGREE * window.min(axis=0))
+        sigma[accept] = levels[k, accept]
+        undecided &= ~accept
+    status[undecided] = TOO_LARGE
+    return sigma, status
 
 
 def measure(line_values: Callable[[np.ndarray, np.ndarray], np.ndarray],

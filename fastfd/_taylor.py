@@ -107,6 +107,8 @@ class TaylorTest:
     first_order_error: float | None
     f0: float
     direction: str
+    order: int = 1
+    curvature: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -117,7 +119,8 @@ class TaylorTest:
         """``"pass"`` when the slope is 2 and the fit resolves an ``rtol`` discrepancy of
         ``g . v``; ``"fail"`` when the slope is 1 and the first-order error it measures
         exceeds that tolerance; None otherwise (then the test is no evidence either way)."""
-        allowed = rtol * abs(self.directional_derivative) + atol
+        checked = self.directional_derivative if self.order == 1 else self.curvature
+        allowed = rtol * abs(checked) + atol
         if self.verdict == "pass" and self.resolution is not None and self.resolution <= allowed:
             return "pass"
         if (self.verdict == "fail" and self.first_order_error is not None
@@ -181,8 +184,14 @@ def _fit_window(usable: np.ndarray) -> np.ndarray:
 
 
 def run_taylor(session: Session, analytic_leaves: list[np.ndarray], v: np.ndarray,
-               eps: np.ndarray, direction: str) -> TaylorTest:
-    """The Taylor test on a prepared session: ``v`` flat float64, ``eps`` largest first."""
+               eps: np.ndarray, direction: str, curvature: float | None = None) -> TaylorTest:
+    """The Taylor test on a prepared session: ``v`` flat float64, ``eps`` largest first.
+
+    With ``curvature`` (``v'Hv`` of a Hessian to check) the second-order term is subtracted
+    too: the remainder then falls like ``e**3`` when ``v'Hv`` is right, ``e**2`` when not.
+    """
+    order = 1 if curvature is None else 2
+    quadratic = 0.0 if curvature is None else 0.5 * eps**2 * curvature
     layout, n = session.layout, len(eps)
     abs_leaves = [np.abs(np.asarray(leaf, dtype=np.float64)) for leaf in analytic_leaves]
     # per e: g.d(e), g.d(-e), |g|.|d(e)| and |g|.|d(e) + d(-e)|; the O(P) displacements are
@@ -207,8 +216,9 @@ def run_taylor(session: Session, analytic_leaves: list[np.ndarray], v: np.ndarra
     eps_loss = session.result_eps
     floor = (_TAYLOR_SIGMAS * math.sqrt(2.0) * session.noise.sigma
              + _TAYLOR_ROUNDING * eps_loss * gd_scale)
+    floor = floor + _TAYLOR_ROUNDING * eps_loss * np.abs(quadratic)
     floor_back = floor
-    r_plus, r_minus = d_plus - gd_plus, d_minus - gd_minus
+    r_plus, r_minus = d_plus - gd_plus - quadratic, d_minus - gd_minus - quadratic
     # x + ev and x - ev round differently, so the second difference r+ + r- keeps
     # g.(d(e) + d(-e)): a rounding-sized first-order term a wrong g does not cancel
     floor_second = floor + floor_back + _TAYLOR_ROUNDING * eps_loss * asymmetry
@@ -231,7 +241,16 @@ def run_taylor(session: Session, analytic_leaves: list[np.ndarray], v: np.ndarra
     kink = kink_fit is not None and kink_fit[0] < _KINK_SLOPE
     verdict, reason = _taylor_verdict(
         fitted_slope, kink, window, usable, slopes, eps, r_plus, r_minus, d_plus, d_minus, floor,
-        finite)
+        finite, order)
+    smallest = window[-1] if fit is not None else None
+    if fit is None:
+        resolution = error = None
+    elif order == 1:
+        resolution = float(remainders[smallest] / eps[smallest])
+        error = float((r_plus[smallest] - r_minus[smallest]) / (2 * eps[smallest]))
+    else:  # a wrong v'Hv by delta adds e**2 delta / 2 to both remainders
+        resolution = float(2 * remainders[smallest] / eps[smallest] ** 2)
+        error = float((r_plus[smallest] + r_minus[smallest]) / eps[smallest] ** 2)
     return TaylorTest(
         verdict=verdict,
         reason=reason,
@@ -244,17 +263,23 @@ def run_taylor(session: Session, analytic_leaves: list[np.ndarray], v: np.ndarra
         fit_eps=tuple(float(e) for e in eps[window]) if fit is not None else (),
         kink=bool(kink),
         directional_derivative=dot(layout, analytic_leaves, v),
-        resolution=None if fit is None else float(remainders[window[-1]] / eps[window[-1]]),
-        first_order_error=None if fit is None else float(
-            (r_plus[window[-1]] - r_minus[window[-1]]) / (2 * eps[window[-1]])),
+        resolution=resolution,
+        first_order_error=error,
         f0=float(session.f0),
         direction=direction,
+        order=order,
+        curvature=curvature,
     )
 
 
 def _taylor_verdict(fitted_slope, kink, window, usable, slopes, eps, r_plus, r_minus, d_plus,
-                    d_minus, floor, finite) -> tuple[str, str]:
-    """(verdict, reason) from the fitted slope, the kink test and the points behind them."""
+                    d_minus, floor, finite, order: int = 1) -> tuple[str, str]:
+    """(verdict, reason) from the fitted slope, the kink test and the points behind them.
+
+    ``order`` 1 checks ``g.v`` (slopes 2 right, 1 wrong), 2 checks ``v'Hv`` (3 and 2)."""
+    shift = order - 1
+    checked = "g.v" if order == 1 else "v'Hv"
+    change = "first-order" if order == 1 else "second-order"
     dropped = int((~finite).sum())
     note = (f" ({dropped} of {len(eps)} e dropped: the loss is not finite at x +- e v)"
             if dropped else "")
@@ -296,23 +321,28 @@ def _taylor_verdict(fitted_slope, kink, window, usable, slopes, eps, r_plus, r_m
         return "inconclusive", (
             f"inconclusive: the slopes between consecutive e vary by {spread:.2f} over "
             f"{e_fit}: the remainders are not in the asymptotic regime (pass smaller eps){note}")
-    if fitted_slope >= _PASS_SLOPE and np.min(in_fit) < _PASS_MIN_LOCAL_SLOPE:
+    if fitted_slope >= _PASS_SLOPE + shift and np.min(in_fit) < _PASS_MIN_LOCAL_SLOPE + shift:
         # a first-order part shows up as the slope sinking towards 1 at the smallest e
         return "inconclusive", (
             f"inconclusive: the fitted slope is {fitted_slope:.2f} over {e_fit}, but it sinks "
-            f"to {float(in_fit[-1]):.2f} at the smallest e: a first-order part may be "
+            f"to {float(in_fit[-1]):.2f} at the smallest e: a {change} part may be "
             f"emerging below the noise floor{note}")
-    if fitted_slope >= _PASS_SLOPE:
+    if fitted_slope >= _PASS_SLOPE + shift:
         return "pass", (
-            f"pass: the remainder falls like e**{fitted_slope:.2f} over {e_fit}: g.v matches "
-            f"the first-order change of f{note}")
-    if fitted_slope <= _FAIL_SLOPE:
+            f"pass: the remainder falls like e**{fitted_slope:.2f} over {e_fit}: {checked} "
+            f"matches the {change} change of f{note}")
+    if fitted_slope <= _FAIL_SLOPE + shift:
         e = eps[smallest]
-        off = (r_plus[smallest] - r_minus[smallest]) / (2 * e)
+        if order == 1:
+            off = -(r_plus[smallest] - r_minus[smallest]) / (2 * e)
+            what = "the directional derivative"
+        else:
+            off = -(r_plus[smallest] + r_minus[smallest]) / e**2
+            what = "the second directional derivative"
         return "fail", (
-            f"fail: the remainder falls like e**{fitted_slope:.2f} over {e_fit}, so "
-            f"f(x+ev) - f(x) - e g.v keeps a first-order part: g.v differs from the "
-            f"directional derivative by about {-off:.3g}{note}")
+            f"fail: the remainder falls like e**{fitted_slope:.2f} over {e_fit}, so it keeps a "
+            f"{change} part: {checked} differs from {what} by about {off:.3g}{note}")
     return "inconclusive", (
-        f"inconclusive: the fitted slope {fitted_slope:.2f} over {e_fit} is neither ~2 "
-        f"(pass, >= {_PASS_SLOPE}) nor ~1 (fail, <= {_FAIL_SLOPE}){note}")
+        f"inconclusive: the fitted slope {fitted_slope:.2f} over {e_fit} is neither "
+        f"~{order + 1} (pass, >= {_PASS_SLOPE + shift}) nor ~{order} (fail, <= "
+        f"{_FAIL_SLOPE + shift}){note}")

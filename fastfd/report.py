@@ -171,8 +171,14 @@ class GradientCheck:
         data["passed"] = self.passed
         return json_safe(data)
 
+    def _title(self) -> str:
+        return "gradient check"
+
+    def _extra_lines(self) -> list[str]:
+        return []
+
     def __str__(self) -> str:
-        lines = [f"fastfd gradient check: {self.verdict.upper()}"]
+        lines = [f"fastfd {self._title()}: {self.verdict.upper()}", *self._extra_lines()]
         scope = "sampled" if self.sampled else "all"
         lines.append(
             f"  {self.n_checked} of {self.n_params} entries checked ({scope}; {self.method}, "
@@ -217,6 +223,62 @@ class GradientCheck:
         for reason in self.reasons:
             lines.append(f"  - {reason}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class JacobianCheck(GradientCheck):
+    """The outcome of :func:`fastfd.check_jacobian`, :func:`fastfd.check_hessian`,
+    :func:`fastfd.check_jvp` and :func:`fastfd.check_hvp` (immutable).
+
+    Every field of :class:`GradientCheck`, its entries being Jacobian entries named
+    ``J[i, x[j]]`` (Hessians: ``H[x[i], x[j]]``; products: ``(J v0)[i]``), plus:
+
+    Attributes
+    ----------
+    kind : str
+        ``"Jacobian"``, ``"Hessian"``, ``"JVP"`` or ``"HVP"``.
+    shape : tuple of int
+        ``(outputs, params)`` of the matrix.
+    n_groups : int
+        Column groups evaluated together (the colors of the sparsity pattern); the first
+        pass costs two evaluations per group.
+    pattern_errors : tuple of str
+        What contradicts the sparsity pattern (or the symmetry of a Hessian): entries outside
+        it that the function or ``jac`` makes nonzero. Any of them fails the check.
+    taylor : TaylorTest or None
+        The rate-3 Taylor second opinion of :func:`fastfd.check_hvp`.
+    """
+
+    kind: str = "Jacobian"
+    shape: tuple = (0, 0)
+    n_groups: int = 0
+    pattern_errors: tuple = ()
+    taylor: object = None
+
+    def _title(self) -> str:
+        return f"{self.kind} check"
+
+    def _extra_lines(self) -> list[str]:
+        lines = [f"  {self.kind} of shape {self.shape[0]} x {self.shape[1]}"
+                 + (f", {self.n_groups} column groups" if self.n_groups else "")]
+        for error in self.pattern_errors[:_N_WORST]:
+            lines.append(f"  PATTERN: {error}")
+        if len(self.pattern_errors) > _N_WORST:
+            lines.append(f"  ... and {len(self.pattern_errors) - _N_WORST} more")
+        if self.taylor is not None:
+            lines.append(f"  Taylor test (rate 3 when right): {self.taylor.reason}")
+        return lines
+
+    @classmethod
+    def from_check(cls, check: GradientCheck, **extra) -> JacobianCheck:
+        base = {name: getattr(check, name) for name in GradientCheck.__dataclass_fields__}
+        return cls(**base, **extra)
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if self.taylor is not None:
+            data["taylor"] = self.taylor.to_dict()
+        return data
 
 
 def _names(names, limit: int = 6) -> str:
