@@ -266,7 +266,8 @@ class VectorSession:
             else:
                 idx = np.arange(self.layout.size)
                 vals = self.points([(idx, t * d) for t in ts])
-                lines[spacing_of.get(id(d), -1.0)] = vals
+                if len(ts) == 2 * _noise.T_MAX:  # a whole line (not the far check)
+                    lines[spacing_of.get(id(d), -1.0)] = vals
             return vals @ u
 
         f0u = float(self.f0 @ u)
