@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fastfd._table import duration, table, target
+
 from .baseline import cifar_like_problem
 
 TIMES: dict[str, float] = {}
@@ -74,20 +76,23 @@ def pytest_terminal_summary(terminalreporter):
     if not TIMES:
         return
     write = terminalreporter.write_line
-    write("")
-    write("fastfd ratio table (times measured in this run)")
+    rows = []
     for label, num, den, bound, kind in TARGETS:
         if num in TIMES and den in TIMES:
-            ratio = TIMES[num] / TIMES[den]
-            ok = ratio <= bound if kind == "max" else ratio >= bound
-            sign = "<=" if kind == "max" else ">="
-            write(f"  {'OK  ' if ok else 'MISS'} {label}: {ratio:,.3g} (target {sign} {bound:g})")
+            value = TIMES[num] / TIMES[den]
+            ok, goal = target(value, bound, kind)
+            rows.append(["OK" if ok else "MISS", f"{value:,.3g}", goal, label])
     for label, key, bound in ABSOLUTE:
         if key in TIMES:
-            ok = TIMES[key] <= bound
-            write(f"  {'OK  ' if ok else 'MISS'} {label}: {TIMES[key]:.4f} (target <= {bound})")
-    for key, value in sorted(TIMES.items()):
-        write(f"    {key:<28} {value * 1e6:14.2f} us")
+            ok, goal = target(TIMES[key], bound, "max")
+            rows.append(["OK" if ok else "MISS", f"{TIMES[key]:.4f}", goal, label])
+    write("")
+    write("fastfd ratio table (times measured in this run)")
+    for line in table(rows, header=["", "measured", "target", ""], align="<>><"):
+        write(line)
+    for line in table([[key, duration(value)] for key, value in sorted(TIMES.items())],
+                      indent="    "):
+        write(line)
 
 
 def rng():

@@ -8,9 +8,6 @@ suite; ``bench`` runs with tiny hidden sizes.
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,34 +15,16 @@ import pytest
 from fastfd import cli
 from fastfd._params import flatten
 from fastfd._sampling import stratified_sample
-
-REPO = Path(__file__).resolve().parents[1]
-LOSSES = REPO / "tests" / "cli_fixtures" / "losses.py"
-MODULE = "tests.cli_fixtures.losses"
-X = (np.arange(12.0) - 5.5) / 8  # multiples of 1/16: raising_loss relies on it
-# the machine is shared: keep the subprocesses on one BLAS thread
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-       "MKL_NUM_THREADS": "1"}
-
-
-def fastfd(*args, cwd=REPO, env=None, timeout=120):
-    """Run ``python -m fastfd.cli *args``; the CompletedProcess (text stdout/stderr)."""
-    return subprocess.run([sys.executable, "-m", "fastfd.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env or ENV,
-                          timeout=timeout)
-
-
-def path_spec(name: str) -> str:
-    return f"{LOSSES}:{name}"
-
-
-def assert_user_error(proc, *fragments):
-    """Exit 3, a clear message on stderr naming ``fragments``, and no traceback."""
-    assert proc.returncode == 3, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    assert "error:" in proc.stderr
-    for fragment in fragments:
-        assert fragment in proc.stderr, proc.stderr
+from fastfd.cli import parser
+from tests.cli_fixtures.run import (
+    ENV,
+    LOSSES,
+    MODULE,
+    X,
+    assert_user_error,
+    fastfd,
+    path_spec,
+)
 
 
 @pytest.fixture(scope="module")
@@ -314,12 +293,12 @@ def test_missing_colon_is_a_clear_error(capsys, files):
     ("auto", "auto"), ("all", "all"), ("ALL", "all"), ("5", 5), ("0.25", 0.25), ("1.0", 1.0),
 ])
 def test_sample_values(text, expected):
-    assert cli._sample_arg(text) == expected
+    assert parser.sample_arg(text) == expected
 
 
 def test_steps_are_log10_exponents():
-    np.testing.assert_allclose(cli._steps_arg("-1:-12:23"), np.logspace(-1, -12, 23))
-    assert cli._glue_steps(["--steps", "-1:-12:23"]) == ["--steps=-1:-12:23"]
+    np.testing.assert_allclose(parser.steps_arg("-1:-12:23"), np.logspace(-1, -12, 23))
+    assert parser.glue_steps(["--steps", "-1:-12:23"]) == ["--steps=-1:-12:23"]
 
 
 @pytest.mark.parametrize("command", ["check", "sweep", "bench", "demo"])
@@ -332,11 +311,25 @@ def test_help_says_what_and_gives_an_example(command, capsys):
 
 
 def test_which_exceptions_are_user_errors():
+    """By type and traceback, never by the wording of a message."""
+    from fastfd import errors
+    from tests.cli_fixtures import losses
+
     assert cli.user_error_message(cli.CliError("bad input"), set()) == "bad input"
     assert cli.user_error_message(ValueError("rtol must be ..."), set()) == "rtol must be ..."
-    noted = ZeroDivisionError("boom (raised while evaluating the loss at x[3] +1e-05)")
-    noted.add_note("fastfd: the caller's parameters are unchanged; failing entry: x[3] +1e-05")
-    assert cli.user_error_message(noted, set()).startswith("your code raised ZeroDivisionError")
-    # anything else from fastfd itself is a bug: exit 4 with the traceback
+    assert cli.user_error_message(errors.LossModifiedInputError("modified"), set()) == "modified"
+    assert cli.user_error_message(errors.WorkerDiedError("died"), set()) == "died"
+    try:
+        losses.raising_loss(X + 1 / 32 * (np.arange(12) == 3))
+    except ZeroDivisionError as raised:
+        error = raised
+    # a traceback frame in the user's files makes any exception the user's
+    message = cli.user_error_message(error, {str(LOSSES.resolve())})
+    assert message.startswith("your code raised ZeroDivisionError at losses.py:")
+    assert "in raising_loss()" in message
+    assert cli.user_error_message(error, set()) is None  # not a file of the user's: a bug
+    # anything else from fastfd itself is a bug: exit 4 with the traceback, also an
+    # InternalError, which is a RuntimeError and a FastFDError
     assert cli.user_error_message(KeyError("x"), set()) is None
-    assert cli.user_error_message(RuntimeError("internal error: copy"), set()) is None
+    assert cli.user_error_message(errors.InternalError("copy"), set()) is None
+    assert cli.user_error_message(RuntimeError("no dask client"), set()) is None

@@ -78,6 +78,10 @@ def annotate(error: BaseException, where: str) -> None:
     if len(error.args) == 1 and isinstance(error.args[0], str) and type(error) is not KeyError:
         error.args = (f"{error.args[0]} (raised while evaluating the loss at {where})",)
     add_note(error, f"fastfd: the caller's parameters are unchanged; failing entry: {where}")
+    try:  # a typed marker for callers (the CLI): raised by the loss, at this entry
+        error.fastfd_entry = where
+    except (AttributeError, TypeError):  # exceptions with __slots__ or read-only attributes
+        pass
 
 
 def add_note(error: BaseException, note: str) -> None:

@@ -1,0 +1,7 @@
+"""``python -m fastfd.cli``: the ``fastfd`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
