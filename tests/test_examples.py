@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -64,7 +65,12 @@ def test_neural_networks_demystified(capsys):
     assert set(delta2.failed) == {f"[0][{i}, {j}]" for i in range(2) for j in range(3)}
     assert result["broken"]["entry"].failed == ("[0][1, 2]",)
     assert "failing entries: [0][1, 2]" in out
-    assert result["init_verdicts"] == {"pass": 20}
+    assert result["init_verdicts"] == {"pass": 200}
+    # correct gradients above the 1e-8 rule of thumb exist, and a smaller e shrinks the worst
+    assert result["init_above"] >= 1 and "above the 1e-8 rule of thumb" in out
+    at_1e4, at_1e6 = result["worst_ratios"]
+    assert at_1e6 < at_1e4 / 3
+    assert result["worst"].verdict == "pass"
 
 
 def test_real_data_digits(capsys):
@@ -128,6 +134,16 @@ def test_large_model_sampling(capsys):
         assert [entry.name for entry in localized] == [result["bad_entry"]]
     assert result["extra_mb"] >= 0
     assert "Peak RSS" in out
+
+
+def test_dask_cluster(capsys):
+    pytest.importorskip("distributed")
+    result, out = run_quick("dask_cluster", capsys)
+    assert result["same"] and result["dask"].passed and result["serial"].passed
+    assert "identical numbers to the serial run: True" in out
+    # the ratio comes with its explanation: the overhead measured next to the loss's cost
+    assert result["overhead_s"] >= 0 and "per evaluation against" in out
+    assert ("slower than serial" in out) or ("faster than serial" in out)
 
 
 def test_my_model_suite_passes():
