@@ -1,4 +1,5 @@
-"""The code blocks of the README's "Your conventions" section run as they stand."""
+"""The code blocks of the README's "Your conventions" and derivatives sections run as they
+stand."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ PRINTED = {
 }
 
 
-def section_blocks() -> list[str]:
+def section_blocks(section: str = SECTION) -> list[str]:
     text = README.read_text(encoding="utf-8")
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+    start = text.index(section)
+    end = text.find("\n## ", start + len(section))
     body = text[start:end if end >= 0 else len(text)]
     return re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
 
@@ -46,3 +47,14 @@ def test_block_runs(index, capsys):
     for marker, message in PRINTED.items():
         if marker in block:
             assert message in out, out
+
+
+def test_derivatives_block_prints_what_its_comments_say(capsys):
+    pytest.importorskip("scipy")
+    (block,) = section_blocks("## Beyond gradients")
+    exec(compile(block, "README.md[derivatives]", "exec"), {"__name__": "readme_derivatives"})
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[0] == "pass"
+    verdict, groups, _ = lines[1].split()
+    assert (verdict, groups) == ("pass", "3")
+    assert lines[2] == "pass pass pass"
