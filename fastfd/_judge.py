@@ -25,6 +25,7 @@ from ._combine import NOISE_SIGMAS, Best, Ladder
 PASS, FAIL, WEAK, KINK, KINK_FAIL = "pass", "fail", "weak", "kink", "fail at kink"
 OPEN = "open"
 NOISE, TRUNCATION = "noise", "truncation"
+JOINT = "kink not tested jointly"  # cause of a weak kink entry beyond the joint test's limit
 
 # A kink's one-sided gap stays put as h shrinks; a smooth gap falls by the ladder ratio (4).
 _KINK_PERSIST = 0.5

@@ -33,6 +33,8 @@ from ._plan import chunk_slices
 from ._stencils import CENTRAL
 from ._steps import (
     LADDER_RATIO,
+    LEVELS_DOWN,
+    LEVELS_UP,
     actual_steps,
     bottom_level,
     default_steps,
@@ -344,6 +346,19 @@ def _in_worker(F, layout, x, points, imaginary, shape):
 # ---------------------------------------------------------------------- probes
 
 
+def _pairs(column: np.ndarray, levels: np.ndarray):
+    """The distinct ``(column, level)`` pairs of the probes (a 2 x k array) and a function
+    giving the probes of pair ``p``: one sort, whatever the number of probes."""
+    span = 2 * (LEVELS_DOWN + LEVELS_UP + 2)
+    key = column.astype(np.int64) * span + (np.asarray(levels, dtype=np.int64) + span // 2)
+    unique, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
+    pairs = np.stack([unique // span, unique % span - span // 2])
+    return pairs, lambda p: order[bounds[p]:bounds[p + 1]]
+
+
 class Columns:
     """Coordinate columns perturbed in groups: member columns, their steps, their levels."""
 
@@ -370,9 +385,7 @@ class Columns:
         """Deltas of probes ``(rows[k], column pcol_local[k])`` at ``levels[k]``:
         ``(plus, minus, step_plus, step_minus)``."""
         session = self.session
-        pairs, inverse = np.unique(np.stack([self.group[pcol_local], levels]), axis=1,
-                                   return_inverse=True)
-        inverse = inverse.reshape(-1)
+        pairs, members_of = _pairs(self.group[pcol_local], levels)
         points, steps, todo = [], [], []
         for g, level in pairs.T:
             idx, plus, minus = self.moves(int(g), int(level))
@@ -392,7 +405,7 @@ class Columns:
         delta_plus, delta_minus = np.empty(n), np.empty(n)
         step_plus, step_minus = np.empty(n), np.empty(n)
         for p, (g, _level) in enumerate(pairs.T):
-            mine = np.flatnonzero(inverse == p)
+            mine = members_of(p)
             position = np.searchsorted(self.members[int(g)], pcol_local[mine])
             plus, minus = steps[p]
             step_plus[mine], step_minus[mine] = plus[position], minus[position]
@@ -418,8 +431,7 @@ class Tangents:
 
     def evaluate(self, ptan: np.ndarray, levels: np.ndarray, rows: np.ndarray):
         session = self.session
-        pairs, inverse = np.unique(np.stack([ptan, levels]), axis=1, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        pairs, members_of = _pairs(ptan, levels)
         points, scales = [], []
         everything = np.arange(session.layout.size)
         for t, level in pairs.T:
@@ -431,7 +443,7 @@ class Tangents:
         n = len(ptan)
         dp, dm, sp = np.empty(n), np.empty(n), np.empty(n)
         for p in range(pairs.shape[1]):
-            mine = np.flatnonzero(inverse == p)
+            mine = members_of(p)
             r = rows[mine]
             dp[mine] = values[2 * p, r] - session.f0[r]
             dm[mine] = values[2 * p + 1, r] - session.f0[r]

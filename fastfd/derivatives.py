@@ -376,7 +376,7 @@ def _entries_of(J, rows, cols) -> np.ndarray:
     return np.asarray(J[rows, cols]).reshape(-1)
 
 
-def _outside_pattern(J, rows, cols, row_name, col_name, what: str) -> list[str]:
+def _outside_pattern(J, rows, cols, name, what: str) -> list[str]:
     """Nonzero analytic entries where the pattern has none."""
     m, n = J.shape
     inside = np.zeros(0, dtype=np.int64) if rows is None else rows * n + cols
@@ -392,8 +392,8 @@ def _outside_pattern(J, rows, cols, row_name, col_name, what: str) -> list[str]:
     out = []
     for flat, value in zip(nz[stray][:_LOCALIZE_LIMIT], values[stray][:_LOCALIZE_LIMIT]):
         i, j = divmod(int(flat), n)
-        out.append(f"{what} has {value:.6g} at {row_name(i)}, {col_name(j)}, outside the "
-                   "sparsity pattern: the pattern misses it or the matrix is wrong")
+        out.append(f"{what} has {value:.6g} at {name(i, j)}, outside the sparsity pattern: "
+                   "the pattern misses it or the matrix is wrong")
     if stray.sum() > _LOCALIZE_LIMIT:
         out.append(f"... {int(stray.sum()) - _LOCALIZE_LIMIT} more nonzero entries outside "
                    "the pattern")
@@ -430,8 +430,7 @@ def _check_matrix(session: VectorSession, J, *, kind: str, symbol: str, rows_are
     rows, cols = _structure(session, sparsity)
     errors = list(extra_errors)
     if rows is not None:
-        errors += _outside_pattern(J, rows, cols, lambda i: row_name(i)[len(symbol) + 1:],
-                                   col_name, kind)
+        errors += _outside_pattern(J, rows, cols, name, kind)
     n_entries = m * n if rows is None else len(rows)
     if imaginary:
         _check_complex(session)

@@ -59,7 +59,7 @@ _SAMPLED_DIRECTIONS = 3  # directions=None on a sampled check: catch what the sa
 _DIRECTION_RETRIES = 2  # fresh directions drawn in place of ones that run through a kink
 _SECOND_OPINION_POINTS = 24  # Taylor test points (48 evaluations)
 _LOCALIZE_LIMIT = 8  # wrong entries named per failing direction before bisection stops
-_MAX_JOINT_KINKS = 16  # kink entries tested pairwise for interactions (pairs: 120)
+_MAX_JOINT_KINKS = 48  # kink entries tested pairwise for interactions (pairs: 1128)
 # Two kinks interact when the loss along e_i + e_j misses the sum of the coordinates' own
 # changes by more than noise and this fraction of those changes.
 _INTERACTION = 0.01
@@ -770,8 +770,14 @@ def _check_joint_kinks(session: Session, leaves, entries: Judged, coords: np.nda
     if kinks.size < 2:
         return Judged.empty(), int(kinks.size)
     if kinks.size > _MAX_JOINT_KINKS:
+        # the others cannot be tested jointly: valid alone, they are no evidence for a pass
+        # (a gradient routed to every tied maximum is wrong only jointly)
         rng = np.random.default_rng([int(seed), 4])
-        kinks = np.sort(rng.choice(kinks, _MAX_JOINT_KINKS, replace=False))
+        chosen = np.sort(rng.choice(kinks, _MAX_JOINT_KINKS, replace=False))
+        untested = np.setdiff1d(kinks, chosen)
+        entries.status[untested] = judge.WEAK
+        entries.cause[untested] = judge.JOINT
+        kinks = chosen
     layout = session.layout
     sigma = session.noise.sigma
     idx = coords[kinks]

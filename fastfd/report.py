@@ -581,6 +581,14 @@ def explain(*, verdict: str, entries: Judged, directions: Judged, localized: Jud
             f"loss curves faster than the smallest step tried ({smallest:.2g}) resolves, "
             f"leaving error bars of {float(np.min(rel)):.1g} to {float(np.max(rel)):.1g} "
             f"relative; pass a smaller step, e.g. step={smallest / 16:.1g}")
+    untested = weak & (entries.cause.astype(str) == judge.JOINT)
+    if untested.any():
+        reasons.append(
+            f"{int(untested.sum())} kink entries are weak because they were not tested jointly "
+            f"(the joint subgradient test takes {n_kink_tested} kink entries, pairwise): each "
+            "lies in its own one-sided range, but a gradient wrong only jointly among them (one "
+            "routed to every tied maximum) would not be seen; check a smaller input or a point "
+            "with fewer ties")
     n_kinks = entries.count(judge.KINK)
     if n_kinks:
         reasons.append(f"{n_kinks} entries sit at a kink (hinge, ReLU, max, |x|): the one-sided "
