@@ -16,6 +16,8 @@ from fastfd._table import duration, table, target
 from .baseline import cifar_like_problem
 
 TIMES: dict[str, float] = {}
+# (label, value, bound or None, "max"/"min", format): figures that are not times
+FIGURES: list[tuple[str, float, float | None, str, str]] = []
 SCALE: dict[str, float] = {}  # multiply a key's time by this before comparing (subset loops)
 
 # (label, numerator key, denominator key, bound, "max" = ratio must be <= bound, "min" >=)
@@ -93,6 +95,16 @@ def pytest_terminal_summary(terminalreporter):
     for line in table([[key, duration(value)] for key, value in sorted(TIMES.items())],
                       indent="    "):
         write(line)
+    if FIGURES:
+        rows = []
+        for label, value, bound, kind, fmt in FIGURES:
+            ok, goal = target(value, bound, kind) if bound is not None else (None, "")
+            rows.append(["" if ok is None else "OK" if ok else "MISS", fmt.format(value), goal,
+                         label])
+        write("")
+        write("fastfd figures that are not times (evaluation counts, errors; this run)")
+        for line in table(rows, header=["", "measured", "target", ""], align="<>><"):
+            write(line)
 
 
 def rng():

@@ -29,9 +29,8 @@ import numpy as np
 import pytest
 
 import fastfd
-from fastfd._table import table, target
 
-from .conftest import TARGETS, record
+from .conftest import FIGURES, TARGETS, record
 
 sparse = pytest.importorskip("scipy.sparse")
 approx_derivative = pytest.importorskip("scipy.optimize._numdiff").approx_derivative
@@ -55,40 +54,10 @@ TARGETS.extend([
      "vjp_conv_check", "vjp_conv_loop", 1.5, "max"),
 ])
 
-# (label, value, bound, "max"/"min", format): figures that are not times
-FIGURES: list[tuple[str, float, float | None, str, str]] = []
-
-
 def figure(label: str, value: float, bound: float | None = None, kind: str = "max",
            fmt: str = "{:,.0f}") -> None:
+    """A figure that is not a time (an evaluation count, an error), printed by conftest."""
     FIGURES.append((label, value, bound, kind, fmt))
-
-
-class _FigureTable:
-    """Prints ``FIGURES`` after the run (a plugin registered by the first test here)."""
-
-    def pytest_terminal_summary(self, terminalreporter):
-        if not FIGURES:
-            return
-        rows = []
-        for label, value, bound, kind, fmt in FIGURES:
-            if bound is None:
-                rows.append(["", fmt.format(value), "", label])
-            else:
-                ok, goal = target(value, bound, kind)
-                rows.append(["OK" if ok else "MISS", fmt.format(value), goal, label])
-        write = terminalreporter.write_line
-        write("")
-        write("fastfd derivative figures (evaluation counts and errors, this run)")
-        for line in table(rows, header=["", "measured", "target", ""], align="<>><"):
-            write(line)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _figure_table(request):
-    manager = request.config.pluginmanager
-    if not manager.has_plugin("fastfd-derivative-figures"):
-        manager.register(_FigureTable(), "fastfd-derivative-figures")
 
 
 def load_example(name: str):

@@ -66,38 +66,31 @@ def steps_arg(text: str) -> np.ndarray:
     return np.logspace(start, stop, num)
 
 
-def count_arg(text: str) -> int:
-    """A non-negative integer."""
+def _int_arg(text: str, ok, what: str) -> int:
+    """``text`` as an integer satisfying ``ok``, else argparse's error saying ``what``."""
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text!r}")
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
     return value
+
+
+def count_arg(text: str) -> int:
+    """A non-negative integer."""
+    return _int_arg(text, lambda v: v >= 0, "a non-negative integer")
 
 
 def positive_int_arg(text: str) -> int:
     """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
+    return _int_arg(text, lambda v: v >= 1, "a positive integer")
 
 
 def jobs_arg(text: str) -> int:
     """``--n-jobs``: a non-zero integer (joblib convention, -1 = all cores)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value == 0:
-        raise argparse.ArgumentTypeError(
-            f"must be a non-zero integer (joblib convention: -1 = all cores); got {text!r}")
-    return value
+    return _int_arg(text, lambda v: v != 0,
+                    "a non-zero integer (joblib convention: -1 = all cores)")
 
 
 def positive_arg(text: str) -> float:
