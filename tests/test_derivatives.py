@@ -295,3 +295,18 @@ def test_kinks_beyond_the_joint_limit_are_weak_and_say_why():
     assert report.verdict == "pass"  # most entries confirmed; the rest named as weak
     assert any(f"{untested} kink entries are weak because they were not tested jointly" in r
                for r in report.reasons)
+
+
+def test_sampled_jacobian_directions_catch_a_wrong_entry_outside_the_sample():
+    r = np.random.default_rng(9)
+    M = r.normal(size=(30, 2000))
+    f = lambda x: M @ x + 0.1 * np.sin(x[:30])  # noqa: E731
+    jac = lambda x: M + np.pad(np.diag(0.1 * np.cos(x[:30])), ((0, 0), (0, 1970)))  # noqa: E731
+    x = r.normal(size=2000)
+    right = fastfd.check_jacobian(f, jac, x, sample=50)
+    assert right.verdict == "pass" and right.sampled and len(right.directions) == 3 * 30
+    wrong = lambda x: jac(x) + 5.0 * (np.arange(30)[:, None] == 3) * (np.arange(2000) == 1234)  # noqa: E731
+    report = fastfd.check_jacobian(f, wrong, x, sample=50, seed=0)
+    assert report.verdict == "fail"
+    assert "J[3, x[1234]]" not in report.failed  # not in the sample of 50 columns
+    assert any(n.startswith("(J v") for n in report.failed)  # the directions saw it
