@@ -57,8 +57,13 @@ TARGETS += [
      "serial_numba_loss_per_eval", "numba_1thread_per_eval", 1.0, "min"),
 ]
 ABSOLUTE = [
-    ("sampled check k=1000 via LinearSoftmax (s)", "model_softmax_k1000", 0.050),
-    ("sampled check k=1000 via LinearSVM (s)", "model_svm_k1000", 0.050),
+    ("sampled check k=1000 via LinearSoftmax, directions=0 (s)", "model_softmax_k1000_nodir",
+     0.050),
+    ("sampled check k=1000 via LinearSVM, directions=0 (s)", "model_svm_k1000_nodir", 0.050),
+    ("sampled check k=1000 via LinearSoftmax, 3 random directions (default) (s)",
+     "model_softmax_k1000", 0.200),
+    ("sampled check k=1000 via LinearSVM, 3 random directions (default) (s)",
+     "model_svm_k1000", 0.200),
 ]
 
 
