@@ -143,3 +143,21 @@ def test_weak_directions_are_said_to_carry_no_evidence():
     if n_bad:
         text = reason(result, "random directions carry no evidence")
         assert text.startswith(f"{n_bad} of 2")
+
+
+def test_pass_with_relative_errors_above_rtol_says_why():
+    # float32 arithmetic: entries with a hundredth of the array's gradient carry error bars
+    # wider than rtol of their own value, but within rtol of the array's scale
+    rng = np.random.default_rng(0)
+    c = np.r_[np.ones(40), 1e-2 * np.ones(10)]
+    w = rng.normal(size=50)
+    report = fastfd.check_gradient(lambda v: float(np.sum((0.5 * c * v * v).astype(np.float32))),
+                                   lambda v: c * v, w)
+    assert report.verdict == "pass" and report.max_rel_error > report.rtol
+    (reason,) = [r for r in report.reasons if "differ by more than rtol relative" in r]
+    name = reason.split("(e.g. ")[1].split(":")[0]
+    k = int(name[2:-1])
+    assert k >= 40  # one of the small entries
+    diff = float(reason.split("|a - n| = ")[1].split(",")[0])
+    bar = float(reason.split("error bar ")[1].split(")")[0])
+    assert diff <= bar
