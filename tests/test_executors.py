@@ -266,3 +266,28 @@ def test_loky_read_only_shared_arrays_are_explained():
     with pytest.raises(ValueError, match="shared read-only between the worker processes"):
         fastfd.numerical_gradient(lambda p: _writes_into_closed_over(p, big), np.ones(8),
                                   n_jobs=2, backend="loky")
+
+
+@pytest.mark.parametrize("name", ["serial", "threading", "loky"])
+def test_progress_moves_about_every_second_for_a_slow_loss(name):
+    """Chunks are sized by time: a loss of 0.3 s reports progress every ~3 evaluations."""
+    from fastfd.executors._base import PROGRESS_SECONDS, chunk_size_for
+
+    evaluator = evaluator_for(name)
+    evaluator.seconds_per_eval = 0.3
+    assert chunk_size_for(evaluator, 4096) == int(PROGRESS_SECONDS / 0.3)
+    evaluator.seconds_per_eval = 1e-6
+    assert chunk_size_for(evaluator, 64) == 64  # fast losses keep the count-based chunks
+    ticks = []
+    bound = evaluator.bind(lambda p: float(p @ p), naive_layout(40))
+    bound.seconds_per_eval = 0.3
+    bound.progress = ticks.append
+    x = np.linspace(-1, 1, 40)
+    bound.perturbed_values(x, np.arange(40), np.full(40, 1e-3))
+    assert sum(ticks) == 40 and max(ticks) <= int(PROGRESS_SECONDS / 0.3)
+
+
+def naive_layout(n):
+    from fastfd._params import flatten
+
+    return flatten(np.zeros(n))[0]
