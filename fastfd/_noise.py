@@ -25,9 +25,9 @@ import numpy as np
 
 T_MAX = 4  # the line has 2 * T_MAX + 1 points (t = -4 .. 4)
 _RATIO_AGREE = 4.0  # three consecutive noise levels within this factor
-_SPACING_JUMP = 64.0  # change of spacing after "too small" / "too large"
+SPACING_JUMP = 64.0  # change of spacing after "too small" / "too large"
 _MAX_LINES = 6
-_MAX_SPACING = 1e-2  # relative to max(1, |x|): beyond that the line is no longer local
+MAX_SPACING = 1e-2  # relative to max(1, |x|): beyond that the line is no longer local
 _FAR_MOVE = 0.1  # one evaluation this far decides "the loss does not depend on params"
 # Non-determinism below this many units in the last place of f is treated as noise
 # (multi-threaded reductions can differ in the last bits between calls).
@@ -231,7 +231,7 @@ def measure(line_values: Callable[[np.ndarray, np.ndarray], np.ndarray],
             found.append((sigma, spacing))
             if len(found) == 2 or small is not None:
                 break
-            small = spacing / _SPACING_JUMP  # a kink crossed by the line shrinks with it
+            small = spacing / SPACING_JUMP  # a kink crossed by the line shrinks with it
             spacing = small
             continue
         if found:
@@ -245,11 +245,11 @@ def measure(line_values: Callable[[np.ndarray, np.ndarray], np.ndarray],
                 break
             spacing = math.sqrt(small * large)  # between a staircase and a flat line
         elif status == TOO_SMALL:
-            spacing *= _SPACING_JUMP
-            if spacing > _MAX_SPACING:
+            spacing *= SPACING_JUMP
+            if spacing > MAX_SPACING:
                 break
         else:
-            spacing /= _SPACING_JUMP
+            spacing /= SPACING_JUMP
     if lines and not finite_lines:
         raise LossNotFiniteError(
             "the loss is not finite at params + t * direction on a random line through params "

@@ -282,34 +282,36 @@ class VectorSession:
         # every output has its own scale: lines at further spacings for the outputs that no
         # line has resolved yet (a few, whatever the number of outputs)
         best = np.full(self.m, np.inf)
-        for _ in range(_EXTRA_LINES + 1):
-            last = None
-            for spacing_k, vals in lines.items():
-                table = np.insert(vals, _noise.T_MAX, self.f0, axis=0)
-                measured, status = _noise.difference_tables(table)
-                ok = status == _noise.OK
-                best[ok] = np.minimum(best[ok], measured[ok])
-                last = (spacing_k, status) if last is None or spacing_k <= last[0] else last
+        statuses: dict[float, np.ndarray] = {}
+
+        def absorb(spacing_k: float) -> None:
+            table = np.insert(lines[spacing_k], _noise.T_MAX, self.f0, axis=0)
+            measured, statuses[spacing_k] = _noise.difference_tables(table)
+            ok = statuses[spacing_k] == _noise.OK
+            best[ok] = np.minimum(best[ok], measured[ok])
+
+        for spacing_k in list(lines):
+            absorb(spacing_k)
+        ts = np.array([t for t in range(-_noise.T_MAX, _noise.T_MAX + 1) if t], dtype=float)
+        for _ in range(_EXTRA_LINES):
             open_ = ~np.isfinite(best)
-            if not open_.any() or len(lines) >= _MAX_VECTOR_LINES:
-                break
-            small = np.count_nonzero(
-                np.array([lines_status == _noise.TOO_SMALL
-                          for lines_status in _statuses(lines, self.f0, open_)]))
             spacings = [k for k in lines if k > 0]
-            if not spacings:
+            if not open_.any() or len(lines) >= _MAX_VECTOR_LINES or not spacings:
                 break
-            if small > open_.sum() / 2:
-                spacing = max(spacings) * _noise._SPACING_JUMP
-                if spacing > _noise._MAX_SPACING:
+            # most open outputs flat on the finest line: coarser lines; else finer ones
+            flat = statuses[min(spacings)][open_] == _noise.TOO_SMALL
+            if np.count_nonzero(flat) > open_.sum() / 2:
+                spacing = max(spacings) * _noise.SPACING_JUMP
+                if spacing > _noise.MAX_SPACING:
                     break
             else:
-                spacing = min(spacings) / _noise._SPACING_JUMP
+                spacing = min(spacings) / _noise.SPACING_JUMP
             d = line(spacing)
             if not d.any():
                 break
-            values(d, np.array([t for t in range(-_noise.T_MAX, _noise.T_MAX + 1) if t]))
-            n_evals += 2 * _noise.T_MAX
+            values(d, ts)
+            n_evals += len(ts)
+            absorb(spacing)
         seen = np.abs(self.f0)
         for vals in lines.values():
             seen = np.maximum(seen, np.max(np.abs(vals), axis=0))
@@ -325,15 +327,6 @@ class VectorSession:
         """The complex step's noise model: rounding of the imaginary part only."""
         return VectorNoise(np.zeros(self.m), np.full(self.m, self.eps), _noise.EXACT, 0,
                            self.eps, "float32" if self.eps > 1e-10 else "float64")
-
-
-def _statuses(lines: dict, f0: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
-    """The difference-table status of the ``columns`` outputs on the smallest line."""
-    smallest = min((k for k in lines if k > 0), default=None)
-    if smallest is None:
-        return []
-    table = np.insert(lines[smallest][:, columns], _noise.T_MAX, f0[columns], axis=0)
-    return list(_noise.difference_tables(table)[1])
 
 
 def _in_worker(F, layout, x, points, imaginary, shape):

@@ -493,8 +493,8 @@ def _check_matrix(session: VectorSession, J, *, kind: str, symbol: str, rows_are
         V = np.stack(list(random_directions(layout, n_directions,
                                             np.random.default_rng([int(seed), 6]))))
         Jv = np.stack([np.asarray(J @ v).reshape(-1) for v in V])
-        direction_probes = _check_tangents(session, V, Jv, noise, rtol, atol,
-                                           lambda t, i: f"(J v{t})[{i}]", kink_fails=False)
+        direction_probes, _ = _check_tangents(session, V, Jv, noise, rtol, atol,
+                                              lambda t, i: f"(J v{t})[{i}]", kink_fails=False)
 
     verdict = judge.verdict(entries.status, direction_probes.status, localized.status,
                             Judged.empty().status, None)
@@ -630,8 +630,9 @@ def _pattern_violations(session, columns: Columns, rows, cols, checked_cols, noi
 
 
 def _check_tangents(session: VectorSession, V: np.ndarray, analytic_rows: np.ndarray, noise,
-                    rtol, atol, name_of, kink_fails: bool) -> Judged:
-    """Every row of ``J v`` for every tangent ``v`` (rows of ``V``) against ``analytic_rows``."""
+                    rtol, atol, name_of, kink_fails: bool) -> tuple[Judged, np.ndarray]:
+    """Every row of ``J v`` for every tangent ``v`` (rows of ``V``) against ``analytic_rows``;
+    also returns the first step along each tangent."""
     m = session.m
     tangents = Tangents(session, V, noise.rel_noise)
     T = len(V)
@@ -644,7 +645,7 @@ def _check_tangents(session: VectorSession, V: np.ndarray, analytic_rows: np.nda
         rtol, atol, kink_fails=kink_fails, exact=False, eps=session.eps,
         row_scale_owner=p_rows, n_owners=m)
     return judged(np.arange(T * m), lambda k: name_of(int(p_tan[k]), int(p_rows[k])),
-                  analytic, results, np.zeros(T * m, dtype=np.int64))
+                  analytic, results, np.zeros(T * m, dtype=np.int64)), tangents.s0
 
 
 def check_jacobian(f: Callable, jac, params, *, args: tuple = (), kwargs: dict | None = None,
@@ -785,8 +786,9 @@ def _check_products(session: VectorSession, product: Callable, tangents, args, k
     noise = session.measure_noise()
     rtol = user_rtol if user_rtol is not None else default_rtol(noise.rel_noise)
     name_rows = (layout.name if symbol == "H" else str)
-    probes = _check_tangents(session, V, np.stack(analytic), noise, rtol, atol,
-                             lambda t, i: f"({symbol} v{t})[{name_rows(i)}]", kink_fails=True)
+    probes, steps = _check_tangents(session, V, np.stack(analytic), noise, rtol, atol,
+                                    lambda t, i: f"({symbol} v{t})[{name_rows(i)}]",
+                                    kink_fails=True)
     taylor_decision = None if taylor is None else taylor(rtol, atol)
     verdict = judge.verdict(probes.status, Judged.empty().status, Judged.empty().status,
                             Judged.empty().status, None)
@@ -806,8 +808,8 @@ def _check_products(session: VectorSession, product: Callable, tangents, args, k
     check = build_check(
         entries=probes, directions=Judged.empty(), localized=Judged.empty(),
         joint=Judged.empty(), verdict=verdict, reasons=reasons, n_params=session.m * len(V),
-        n_evals=session.n_evals, rtol=rtol, atol=atol, step=float(np.median(
-            Tangents(session, V, noise.rel_noise).s0)), method="central",
+        n_evals=session.n_evals, rtol=rtol, atol=atol, step=float(np.median(steps)),
+        method="central",
         elapsed=time.perf_counter() - start, sampled=False, array_names=["products"],
         array_sizes=[session.m * len(V)], noise=noise, dtype=str(layout.dtype))
     session.ensure_unmodified()
@@ -842,30 +844,11 @@ class _FlatGradient:
             from .engine import numerical_gradient
 
             value = numerical_gradient(self.f, params, args=self.args, kwargs=self.kwargs)
-        if np.iscomplexobj(value) or any(np.iscomplexobj(v) for v in _leaves(value)):
-            raise TypeError("the gradient returned complex values")
-        return self.layout.flatten_like(value, "gradient")
-
-
-def _leaves(value):
-    if isinstance(value, Mapping):
-        for v in value.values():
-            yield from _leaves(v)
-    elif isinstance(value, (list, tuple)) and not _is_numbers(value):
-        for v in value:
-            yield from _leaves(v)
-    else:
-        yield value
-
-
-def _is_numbers(value) -> bool:
-    return all(isinstance(v, (int, float, np.number)) for v in value)
+        return self.layout.flatten_like(value, "gradient")  # refuses complex, NaN, shapes
 
 
 def _gradient_session(f, grad, params, args, kwargs, n_jobs, backend, seed) -> VectorSession:
-    from ._params import flatten_leaves
-
-    layout, _, _ = flatten_leaves(params, "x")
+    layout = _layout_of(params)
     if grad is not None and grad is not True and not callable(grad):
         raise TypeError("grad must be a callable, True for a function returning (loss, grad), "
                         f"or None (the gradient by finite differences); got {grad!r:.40}")
